@@ -1,0 +1,151 @@
+//! `just run ch1-tasks [bad|good]`: runs each scenario for real and prints
+//! bad vs good side by side.
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use ch1_tasks::{GOOD_RUN_TIME, WORKERS, bad, good};
+use leakscope::heap::LiveBytes;
+use leakscope::report::{Table, format_bytes_delta};
+use leakscope::tasks::TaskLeakCheck;
+
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+const USAGE: &str = "usage: ch1-tasks [bad|good]   (no argument: both, side by side)";
+
+/// What one scenario left behind once it returned.
+struct Leftovers {
+    leaked_tasks: usize,
+    live_bytes: i64,
+}
+
+impl Leftovers {
+    fn cells(&self) -> [String; 2] {
+        [
+            self.leaked_tasks.to_string(),
+            format_bytes_delta(self.live_bytes),
+        ]
+    }
+}
+
+/// Runs a scenario on its own single-threaded runtime (so every byte and
+/// task is counted exactly) and measures what is still there afterwards.
+/// The runtime is dropped after measuring, which frees whatever leaked.
+fn measure<F, Fut>(scenario: F) -> Leftovers
+where
+    F: FnOnce() -> Fut,
+    Fut: Future,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        warm_up_runtime().await;
+        let tasks = TaskLeakCheck::start();
+        let heap = LiveBytes::start();
+        let kept = scenario().await;
+        let leaked_tasks = tasks.leaked_tasks().await;
+        let live_bytes = heap.live_bytes();
+        drop(kept);
+        Leftovers {
+            leaked_tasks,
+            live_bytes,
+        }
+    })
+}
+
+/// A new runtime grows its task list and run queue the first time it holds
+/// many tasks, and keeps that capacity. Growing it before the baseline keeps
+/// the runtime's own bookkeeping out of the scenario's numbers.
+async fn warm_up_runtime() {
+    let warm_up: Vec<_> = (0..2 * WORKERS).map(|_| tokio::spawn(async {})).collect();
+    for task in warm_up {
+        task.await.expect("an empty task does not panic");
+    }
+}
+
+struct Row {
+    scenario: &'static str,
+    bad: fn() -> Leftovers,
+    good: fn() -> Leftovers,
+}
+
+fn rows() -> [Row; 3] {
+    [
+        Row {
+            scenario: "100 workers",
+            bad: || measure(|| bad::spawn_workers_without_exit(WORKERS)),
+            good: || measure(|| good::run_cancellable_workers(WORKERS, GOOD_RUN_TIME)),
+        },
+        Row {
+            scenario: "send nobody reads",
+            // The receiver is kept (returned) while the leftovers are measured.
+            bad: || measure(bad::send_to_forgotten_receiver),
+            good: || measure(good::send_and_receive),
+        },
+        Row {
+            scenario: "dropped JoinHandle",
+            bad: || measure(|| async { bad::start_poller_and_drop_handle() }),
+            good: || measure(|| async { drop(good::start_poller_owned()) }),
+        },
+    ]
+}
+
+fn verdict(side: &str, leftovers: &Leftovers) -> String {
+    match leftovers.leaked_tasks {
+        0 => format!("{side} leaves none"),
+        leaked => format!("{side} LEAKS {leaked}"),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (show_bad, show_good) = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] => (true, true),
+        ["bad"] => (true, false),
+        ["good"] => (false, true),
+        ["-h" | "--help"] => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("unknown arguments: {}\n{USAGE}", args.join(" "));
+            return ExitCode::from(2);
+        }
+    };
+
+    println!("ch1-tasks: tasks and heap left behind after each scenario returns\n");
+    let mut header = vec!["scenario"];
+    if show_bad {
+        header.extend(["bad: tasks", "bad: heap"]);
+    }
+    if show_good {
+        header.extend(["good: tasks", "good: heap"]);
+    }
+    header.push("verdict");
+    let mut table = Table::new(header);
+    for row in rows() {
+        let mut cells = vec![row.scenario.to_string()];
+        let mut verdicts = Vec::new();
+        if show_bad {
+            let leftovers = (row.bad)();
+            cells.extend(leftovers.cells());
+            verdicts.push(verdict("bad", &leftovers));
+        }
+        if show_good {
+            let leftovers = (row.good)();
+            cells.extend(leftovers.cells());
+            verdicts.push(verdict("good", &leftovers));
+        }
+        cells.push(verdicts.join(", "));
+        table.row(cells);
+    }
+    print!("{table}");
+    println!(
+        "\ntasks: alive after the scenario returned, beyond those alive before it.\n\
+         heap: bytes allocated during the scenario and still live (jemalloc, this thread)."
+    );
+    ExitCode::SUCCESS
+}
