@@ -3,12 +3,11 @@
 
 use std::future::Future;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use ch1_tasks::{GOOD_RUN_TIME, WORKERS, bad, good};
 use leakscope::heap::LiveBytes;
 use leakscope::report::{Table, format_bytes_delta};
-use leakscope::tasks::TaskLeakCheck;
+use leakscope::tasks::{TaskLeakCheck, warm_up_runtime};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -43,7 +42,8 @@ where
         .build()
         .expect("a tokio runtime");
     runtime.block_on(async {
-        warm_up_runtime().await;
+        // Keep the runtime's own one-time setup out of the numbers.
+        warm_up_runtime(2 * WORKERS).await;
         let tasks = TaskLeakCheck::start();
         let heap = LiveBytes::start();
         let kept = scenario().await;
@@ -55,19 +55,6 @@ where
             live_bytes,
         }
     })
-}
-
-/// A new runtime grows its task list and run queue the first time it holds
-/// many tasks, and sets up its timer the first time a task sleeps; it keeps
-/// both. Doing that before the baseline keeps the
-/// runtime's own bookkeeping out of the scenario's numbers.
-async fn warm_up_runtime() {
-    let warm_up: Vec<_> = (0..2 * WORKERS)
-        .map(|_| tokio::spawn(tokio::time::sleep(Duration::from_millis(1))))
-        .collect();
-    for task in warm_up {
-        task.await.expect("a sleeping task does not panic");
-    }
 }
 
 struct Row {

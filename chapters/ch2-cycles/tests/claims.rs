@@ -11,7 +11,7 @@ use ch2_cycles::{
     TREE_NODES, bad, deliberate, good,
 };
 use leakscope::heap::LiveBytes;
-use leakscope::tasks::TaskLeakCheck;
+use leakscope::tasks::{TaskLeakCheck, warm_up_runtime};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -173,21 +173,10 @@ async fn bad_poller_outlives_its_owner_with_its_task_and_buffer() {
 }
 // ANCHOR_END: bad_poller
 
-/// The first timer, the first aborted task and the first leak check make
-/// the runtime (and the check) allocate structures they keep: 64 bytes here.
-/// One full poller lifetime before the baseline pays for them.
-async fn warm_up_runtime() {
-    let tasks = TaskLeakCheck::start();
-    let poller = good::Poller::start(&DropCounter::new());
-    tokio::time::sleep(POLL_INTERVAL).await;
-    drop(poller);
-    tasks.assert_no_leaks().await;
-}
-
 // ANCHOR: good_poller
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn good_poller_stops_its_task_and_frees_everything_when_dropped() {
-    warm_up_runtime().await;
+    warm_up_runtime(1).await;
 
     let counter = DropCounter::new();
     let tasks = TaskLeakCheck::start();

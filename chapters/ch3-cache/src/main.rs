@@ -17,7 +17,7 @@ use ch3_cache::{
 use leakscope::chart::LineChart;
 use leakscope::heap::LiveBytes;
 use leakscope::report::{Table, format_bytes, format_bytes_delta, sparkline};
-use leakscope::tasks::TaskLeakCheck;
+use leakscope::tasks::{TaskLeakCheck, warm_up_runtime};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -113,19 +113,9 @@ where
         .build()
         .expect("a tokio runtime")
         .block_on(async {
-            warm_up_runtime().await;
+            warm_up_runtime(1).await;
             scenario().await
         })
-}
-
-/// The first task a fresh runtime aborts makes it allocate bookkeeping it
-/// keeps for later. Paying that first keeps it out of the caches' numbers.
-async fn warm_up_runtime() {
-    let check = TaskLeakCheck::start();
-    drop(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
-        std::future::pending::<()>(),
-    )));
-    check.assert_no_leaks().await;
 }
 
 /// Builds a cache on a paused runtime, fills it, lets `wait` pass, and

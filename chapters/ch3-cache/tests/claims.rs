@@ -11,7 +11,7 @@ use ch3_cache::{
     seed_key, seed_ttl, seed_value,
 };
 use leakscope::heap::LiveBytes;
-use leakscope::tasks::TaskLeakCheck;
+use leakscope::tasks::{TaskLeakCheck, warm_up_runtime};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -106,21 +106,10 @@ async fn bad_ttl_cache_sweeper_outlives_the_cache_and_keeps_its_table() {
 }
 // ANCHOR_END: bad_sweeper
 
-/// The first task a fresh runtime aborts makes it allocate 64 bytes it
-/// keeps for later aborts. Paying that before the baseline keeps the
-/// runtime's bookkeeping out of the cache's numbers.
-async fn warm_up_task_aborts() {
-    let check = TaskLeakCheck::start();
-    drop(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
-        std::future::pending::<()>(),
-    )));
-    check.assert_no_leaks().await;
-}
-
 // ANCHOR: good_sweeper
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn good_ttl_cache_stops_its_sweeper_and_frees_everything_when_dropped() {
-    warm_up_task_aborts().await;
+    warm_up_runtime(1).await;
     let tasks = TaskLeakCheck::start();
     let heap = LiveBytes::start();
 

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ch9_http::{EitherServer, SLOW_CLIENTS, current_thread_runtime, warm_up_runtime, wire};
+use ch9_http::{EitherServer, SLOW_CLIENTS, current_thread_runtime, wire};
 use leakscope::chart::LineChart;
 use leakscope::heap::LiveBytes;
 use leakscope::report::format_bytes;
-use leakscope::tasks::TaskLeakCheck;
+use leakscope::tasks::{TaskLeakCheck, warm_up_runtime};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -30,7 +30,7 @@ type Sample = (f64, f64, f64);
 
 fn watch(use_good_server: bool) -> Vec<Sample> {
     current_thread_runtime().block_on(async {
-        warm_up_runtime().await;
+        warm_up_runtime(4 * SLOW_CLIENTS).await;
         let tasks = TaskLeakCheck::start();
         let heap = LiveBytes::start();
         let listener = ch9_http::bind_loopback().expect("bind loopback");

@@ -118,20 +118,6 @@ pub async fn wait_until(what: &str, condition: impl Fn() -> bool) {
     panic!("{what}: still not true after {CHECKS} checks, a millisecond apart");
 }
 
-/// Spawns and awaits `4 × SLOW_CLIENTS` empty tasks.
-///
-/// A new runtime grows its task list and run queue the first time it holds
-/// many tasks, and keeps that capacity; growing it before taking a heap
-/// baseline keeps that bookkeeping out of the scenario's numbers.
-pub async fn warm_up_runtime() {
-    let warm_up: Vec<_> = (0..4 * SLOW_CLIENTS)
-        .map(|_| tokio::spawn(async {}))
-        .collect();
-    for task in warm_up {
-        task.await.expect("an empty task does not panic");
-    }
-}
-
 /// A single-threaded runtime with I/O and timers: every task it runs, and
 /// every byte they allocate, is on the calling thread, so counts are exact.
 pub fn current_thread_runtime() -> tokio::runtime::Runtime {

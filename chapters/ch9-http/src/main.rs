@@ -9,12 +9,10 @@ use std::time::Duration;
 
 use ch9_http::good::{FetchError, Limits};
 use ch9_http::{EitherServer, current_thread_runtime};
-use ch9_http::{
-    MAX_CONNECTIONS, SLOW_CLIENTS, STUCK_REQUESTS, bad, good, wait_until, warm_up_runtime, wire,
-};
+use ch9_http::{MAX_CONNECTIONS, SLOW_CLIENTS, STUCK_REQUESTS, bad, good, wait_until, wire};
 use leakscope::heap::LiveBytes;
 use leakscope::report::{Table, format_bytes_delta};
-use leakscope::tasks::TaskLeakCheck;
+use leakscope::tasks::{TaskLeakCheck, warm_up_runtime};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -94,7 +92,7 @@ async fn well_behaved_get(address: SocketAddr) -> String {
 /// runtime, so every task and byte the server holds is counted exactly.
 fn run_slow_clients(side: Side) -> SlowClientRun {
     current_thread_runtime().block_on(async {
-        warm_up_runtime().await;
+        warm_up_runtime(4 * SLOW_CLIENTS).await;
         let tasks = TaskLeakCheck::start();
         let heap = LiveBytes::start();
         let listener = ch9_http::bind_loopback().expect("bind loopback");

@@ -14,10 +14,10 @@ use std::time::Duration;
 use ch9_http::good::{FetchError, Limits};
 use ch9_http::{
     CLIENT_TIMEOUT, GREETING, HEADER_READ_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, SHUTDOWN_GRACE,
-    SLOW_CLIENTS, STUCK_REQUESTS, bad, good, wait_until, warm_up_runtime, wire,
+    SLOW_CLIENTS, STUCK_REQUESTS, bad, good, wait_until, wire,
 };
 use leakscope::heap::LiveBytes;
-use leakscope::tasks::TaskLeakCheck;
+use leakscope::tasks::{TaskLeakCheck, warm_up_runtime};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -46,7 +46,7 @@ const HYPER_READ_BUFFER: i64 = 8 * 1024;
 // ANCHOR: bad_slow_clients
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn bad_server_holds_every_slow_client_with_a_task_and_buffers_for_an_hour() {
-    warm_up_runtime().await;
+    warm_up_runtime(4 * SLOW_CLIENTS).await;
     let (listener, address) = bind_loopback();
     let _server = bad::spawn_server(listener);
     let tasks = TaskLeakCheck::start();
@@ -96,7 +96,7 @@ const HEAP_TOLERANCE: i64 = 4 * 1024;
 // ANCHOR: good_slow_clients
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn good_server_drops_slow_clients_at_the_header_timeout_and_still_serves() {
-    warm_up_runtime().await;
+    warm_up_runtime(4 * SLOW_CLIENTS).await;
     let (listener, address) = bind_loopback();
     let server = good::spawn_server(listener, Limits::default());
     let tasks = TaskLeakCheck::start();

@@ -149,6 +149,47 @@ impl TaskLeakCheck {
     }
 }
 
+/// Makes the current runtime set up what it keeps for the rest of its life,
+/// so that a heap baseline taken afterwards measures only the code under test.
+///
+/// A fresh runtime grows its task list and run queue the first time it holds
+/// many tasks, sets its timer up the first time a task sleeps, and allocates
+/// a little bookkeeping the first time a task is aborted; it keeps all of it.
+/// This spawns `tasks` short sleepers and awaits them, then aborts one task
+/// and lets it be released. Pass at least as many tasks as the code under
+/// test will hold at once.
+///
+/// ```
+/// use leakscope::{heap::LiveBytes, tasks::warm_up_runtime};
+///
+/// #[global_allocator]
+/// static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// warm_up_runtime(100).await;
+/// let heap = LiveBytes::start();
+/// let workers: Vec<_> = (0..100)
+///     .map(|_| tokio::spawn(tokio::time::sleep(std::time::Duration::from_millis(1))))
+///     .collect();
+/// for worker in workers {
+///     worker.await.unwrap();
+/// }
+/// assert_eq!(heap.live_bytes(), 0);
+/// # });
+/// ```
+pub async fn warm_up_runtime(tasks: usize) {
+    let sleepers: Vec<_> = (0..tasks)
+        .map(|_| tokio::spawn(tokio::time::sleep(std::time::Duration::from_millis(1))))
+        .collect();
+    for sleeper in sleepers {
+        sleeper.await.expect("a sleeping task does not panic");
+    }
+    let check = TaskLeakCheck::start();
+    // Dropped, not awaited: the path an `AbortOnDropHandle` takes.
+    tokio::spawn(std::future::pending::<()>()).abort();
+    check.assert_no_leaks().await;
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -202,6 +243,18 @@ mod tests {
         let check = TaskLeakCheck::start();
         tokio::spawn(std::future::pending::<()>());
         check.assert_no_leaks().await;
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn after_warm_up_an_aborted_task_leaves_no_bytes() {
+        warm_up_runtime(16).await;
+        let heap = crate::heap::LiveBytes::start();
+        let check = TaskLeakCheck::start();
+        drop(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+            std::future::pending::<()>(),
+        )));
+        check.assert_no_leaks().await;
+        assert!(heap.live_bytes() <= 0, "kept {} bytes", heap.live_bytes());
     }
 
     #[test]
