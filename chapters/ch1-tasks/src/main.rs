@@ -92,27 +92,17 @@ fn verdict(side: &str, leftovers: &Leftovers) -> String {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (show_bad, show_good) = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        [] => (true, true),
-        ["bad"] => (true, false),
-        ["good"] => (false, true),
-        ["-h" | "--help"] => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("unknown arguments: {}\n{USAGE}", args.join(" "));
-            return ExitCode::from(2);
-        }
+    let sides = match leaklab_cli::Sides::from_args(USAGE) {
+        Ok(sides) => sides,
+        Err(exit) => return exit,
     };
 
     println!("ch1-tasks: tasks and heap left behind after each scenario returns\n");
     let mut header = vec!["scenario"];
-    if show_bad {
+    if sides.bad {
         header.extend(["bad: tasks", "bad: heap"]);
     }
-    if show_good {
+    if sides.good {
         header.extend(["good: tasks", "good: heap"]);
     }
     header.push("verdict");
@@ -120,12 +110,12 @@ fn main() -> ExitCode {
     for row in rows() {
         let mut cells = vec![row.scenario.to_string()];
         let mut verdicts = Vec::new();
-        if show_bad {
+        if sides.bad {
             let leftovers = (row.bad)();
             cells.extend(leftovers.cells());
             verdicts.push(verdict("bad", &leftovers));
         }
-        if show_good {
+        if sides.good {
             let leftovers = (row.good)();
             cells.extend(leftovers.cells());
             verdicts.push(verdict("good", &leftovers));

@@ -133,27 +133,17 @@ fn verdict(side: &str, built: usize, leftovers: &Leftovers) -> String {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (show_bad, show_good) = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        [] => (true, true),
-        ["bad"] => (true, false),
-        ["good"] => (false, true),
-        ["-h" | "--help"] => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("unknown arguments: {}\n{USAGE}", args.join(" "));
-            return ExitCode::from(2);
-        }
+    let sides = match leaklab_cli::Sides::from_args(USAGE) {
+        Ok(sides) => sides,
+        Err(exit) => return exit,
     };
 
     println!("ch2-cycles: what is freed once the owner lets go\n");
     let mut header = vec!["scenario", "built"];
-    if show_bad {
+    if sides.bad {
         header.extend(["bad: dropped", "bad: tasks", "bad: heap"]);
     }
-    if show_good {
+    if sides.good {
         header.extend(["good: dropped", "good: tasks", "good: heap"]);
     }
     header.push("verdict");
@@ -161,12 +151,12 @@ fn main() -> ExitCode {
     for row in rows() {
         let mut row_cells = vec![row.scenario.to_string(), row.built.to_string()];
         let mut verdicts = Vec::new();
-        if show_bad {
+        if sides.bad {
             let leftovers = (row.bad)();
             row_cells.extend(cells(row.built, &leftovers));
             verdicts.push(verdict("bad", row.built, &leftovers));
         }
-        if show_good {
+        if sides.good {
             let leftovers = (row.good)();
             row_cells.extend(cells(row.built, &leftovers));
             verdicts.push(verdict("good", row.built, &leftovers));

@@ -10,6 +10,7 @@ use ch8_retention::{
     BODY_SIZE, BURST_OBJECT_SIZE, BURST_OBJECTS, MAP_ENTRIES, STEADY_SESSIONS, Sessions, bad,
     burst_of_small_objects, fill_sessions, good, read_body, rss_bytes, with_thousands_separators,
 };
+use leaklab_cli::Sides;
 use leakscope::heap::{HeapStats, LiveBytes};
 use leakscope::report::{Table, format_bytes, format_bytes_delta};
 
@@ -141,7 +142,7 @@ fn snapshot_row(table: &mut Table, step: &str, baseline: &HeapStats) -> HeapStat
     stats
 }
 
-fn freed_but_resident(show_bad: bool, show_good: bool) -> Table {
+fn freed_but_resident(sides: Sides) -> Table {
     // Start from an allocator with no freed pages left over from the
     // scenarios above, so the steps show this burst only.
     good::purge_unused_pages().expect("jemalloc purge");
@@ -149,10 +150,10 @@ fn freed_but_resident(show_bad: bool, show_good: bool) -> Table {
     let baseline = snapshot_row(&mut table, "before", &HeapStats::default());
     let burst = burst_of_small_objects(BURST_OBJECTS);
     snapshot_row(&mut table, "burst allocated", &baseline);
-    if show_bad {
+    if sides.bad {
         bad::free_burst(burst);
         snapshot_row(&mut table, "bad: freed", &baseline);
-        if show_good {
+        if sides.good {
             good::purge_unused_pages().expect("jemalloc purge");
             snapshot_row(&mut table, "good: then purged", &baseline);
         }
@@ -160,7 +161,7 @@ fn freed_but_resident(show_bad: bool, show_good: bool) -> Table {
         good::free_burst_and_purge(burst).expect("jemalloc purge");
         snapshot_row(&mut table, "good: freed and purged", &baseline);
     }
-    if show_good {
+    if sides.good {
         // The other fix: this thread's arena returns pages as they empty.
         let previous = good::return_freed_pages_at_once().expect("jemalloc decay setting");
         let burst = burst_of_small_objects(BURST_OBJECTS);
@@ -175,34 +176,24 @@ fn freed_but_resident(show_bad: bool, show_good: bool) -> Table {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (show_bad, show_good) = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        [] => (true, true),
-        ["bad"] => (true, false),
-        ["good"] => (false, true),
-        ["-h" | "--help"] => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("unknown arguments: {}\n{USAGE}", args.join(" "));
-            return ExitCode::from(2);
-        }
+    let sides = match leaklab_cli::Sides::from_args(USAGE) {
+        Ok(sides) => sides,
+        Err(exit) => return exit,
     };
 
     println!("ch8-retention: memory kept alive by what each version keeps\n");
     let mut header = vec!["scenario"];
-    if show_bad {
+    if sides.bad {
         header.push("bad: kept");
     }
-    if show_good {
+    if sides.good {
         header.push("good: kept");
     }
     header.push("verdict");
     let mut table = Table::new(header);
     for row in rows() {
-        let bad_bytes = show_bad.then(row.bad);
-        let good_bytes = show_good.then(row.good);
+        let bad_bytes = sides.bad.then(row.bad);
+        let good_bytes = sides.good.then(row.good);
         let mut cells = vec![row.scenario];
         cells.extend(bad_bytes.map(format_bytes_delta));
         cells.extend(good_bytes.map(format_bytes_delta));
@@ -219,7 +210,7 @@ fn main() -> ExitCode {
         "Freed but resident: {} objects of {BURST_OBJECT_SIZE} B allocated, then freed\n",
         with_thousands_separators(BURST_OBJECTS)
     );
-    print!("{}", freed_but_resident(show_bad, show_good));
+    print!("{}", freed_but_resident(sides));
     println!(
         "\nallocated: bytes in live objects; resident: pages jemalloc holds in memory, used or\n\
          not (both process-wide); RSS: the process's resident set, as `top` shows it."

@@ -213,19 +213,14 @@ fn run_client_reuse(side: Side) -> (usize, Duration) {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let sides: &[Side] = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        [] => &[Side::Bad, Side::Good],
-        ["bad"] => &[Side::Bad],
-        ["good"] => &[Side::Good],
-        ["-h" | "--help"] => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("unknown arguments: {}\n{USAGE}", args.join(" "));
-            return ExitCode::from(2);
-        }
+    let sides: &[Side] = match leaklab_cli::Sides::from_args(USAGE) {
+        Ok(leaklab_cli::Sides {
+            bad: true,
+            good: true,
+        }) => &[Side::Bad, Side::Good],
+        Ok(leaklab_cli::Sides { bad: true, .. }) => &[Side::Bad],
+        Ok(_) => &[Side::Good],
+        Err(exit) => return exit,
     };
     let name = |side: &Side| match side {
         Side::Bad => "bad",
