@@ -70,3 +70,24 @@ _known chapter:
         just list >&2
         exit 2
     fi
+
+# Chapter 5's demo (the seed's demo.sh): leak, take two heap profiles, show what grew, for the leaky then the fixed service.
+demo:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo run --quiet -p ch5-pprof -- demo --out target/ch5-demo
+    # With Go installed, the same diff as Go users read it.
+    if command -v go >/dev/null; then
+        for service in leaky fixed; do
+            echo "=== go tool pprof -top -base (${service}) ==="
+            go tool pprof -top -base "target/ch5-demo/${service}-heap1.pb.gz" "target/ch5-demo/${service}-heap2.pb.gz" 2>/dev/null | head -12
+        done
+    fi
+
+# Serve chapter 5's leaky service on 127.0.0.1:6060 until Ctrl-C (`just serve-leaky --cap 64 --no-load`).
+serve-leaky *args:
+    cargo run --quiet -p ch5-pprof -- serve bad {{args}}
+
+# Serve chapter 5's fixed service on 127.0.0.1:6060 until Ctrl-C.
+serve-fixed *args:
+    cargo run --quiet -p ch5-pprof -- serve good {{args}}
