@@ -1,0 +1,3 @@
+module leaklab/ch4-monitor/readmemstats
+
+go 1.19
