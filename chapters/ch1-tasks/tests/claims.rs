@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use ch1_tasks::{ANSWER, GOOD_RUN_TIME, WORKERS, bad, good};
+use leakscope::check::LeakCheck;
 use leakscope::heap::LiveBytes;
-use leakscope::tasks::TaskLeakCheck;
+use leakscope::tasks::{TaskLeakCheck, warm_up_runtime};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -72,6 +73,7 @@ const HEAP_TOLERANCE: i64 = 1024;
 async fn good_workers_return_the_heap_to_baseline() {
     good::run_cancellable_workers(WORKERS, GOOD_RUN_TIME).await; // warm-up
     let heap = LiveBytes::start();
+    let leaks = LeakCheck::start();
 
     good::run_cancellable_workers(WORKERS, GOOD_RUN_TIME).await;
 
@@ -79,6 +81,7 @@ async fn good_workers_return_the_heap_to_baseline() {
     assert!(kept.abs() <= HEAP_TOLERANCE, "kept {kept} bytes");
     // While they ran, the same workers held well over that:
     assert!(100 * worker_future_size() > HEAP_TOLERANCE);
+    leaks.assert_no_leaks().await; // tasks and heap together, in one call
 }
 // ANCHOR_END: good_heap
 
@@ -113,15 +116,18 @@ async fn dropping_the_forgotten_receiver_ends_the_blocked_task() {
 // ANCHOR: good_send
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn good_receiver_gets_the_value_and_no_task_is_left() {
+    let leaks = LeakCheck::start();
     let check = TaskLeakCheck::start();
 
     assert_eq!(good::send_and_receive().await, Some(ANSWER));
 
     assert_eq!(check.leaked_tasks().await, 0);
+    leaks.assert_no_leaks().await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn send_to_a_dropped_receiver_fails_at_once() {
+    let leaks = LeakCheck::start();
     let check = TaskLeakCheck::start();
 
     let sent = good::send_after_receiver_dropped().await;
@@ -129,6 +135,7 @@ async fn send_to_a_dropped_receiver_fails_at_once() {
     let returned = sent.expect_err("no receiver, so the send must fail");
     assert_eq!(returned.0, ANSWER); // the value comes back to the sender
     assert_eq!(check.leaked_tasks().await, 0);
+    leaks.assert_no_leaks().await;
 }
 // ANCHOR_END: good_send
 
@@ -145,6 +152,7 @@ async fn bad_dropped_join_handle_leaves_the_task_running() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn good_abort_on_drop_handle_stops_the_task() {
+    let leaks = LeakCheck::start();
     let check = TaskLeakCheck::start();
 
     let poller = good::start_poller_owned();
@@ -153,15 +161,15 @@ async fn good_abort_on_drop_handle_stops_the_task() {
     drop(poller);
 
     assert_eq!(check.leaked_tasks().await, 0);
+    leaks.assert_no_leaks().await;
 }
 // ANCHOR_END: detached
 
 // ANCHOR: abort_heap
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn abort_on_drop_returns_every_byte_once_the_runtime_is_warm() {
-    // The first abort makes a fresh runtime set up a small structure it keeps.
-    drop(good::start_poller_owned());
-    TaskLeakCheck::start().assert_no_leaks().await;
+async fn abort_on_drop_returns_every_byte_on_a_warm_runtime() {
+    // A fresh runtime sets up a little bookkeeping on its first abort, and keeps it.
+    warm_up_runtime(1).await;
 
     for _ in 0..3 {
         let heap = LiveBytes::start();

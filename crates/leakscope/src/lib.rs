@@ -7,6 +7,16 @@
 //!   many bytes a piece of code left live on this thread.
 //! * [`tasks`] — how many tokio tasks are alive, and a goleak-style check that
 //!   a scope left none behind.
+//! * [`monitor`] — a background sampler of heap, tasks and RSS with a bounded
+//!   history, leak warnings and a Prometheus `/metrics` view.
+//! * `profile` (feature `pprof`) — heap profiles in pprof's format that
+//!   `go tool pprof` reads and that name the allocating function first, and
+//!   reading them back in tests.
+//! * [`check`] — one call at the end of a test body that fails if a task
+//!   leaked or the heap did not return to its baseline (goleak's idea).
+//! * [`detect`] — a leak detector that trusts baselines, floors and a
+//!   robust trend test rather than absolute limits, with one alert when a
+//!   leak starts and one when it ends; runs live or on recorded traces.
 //! * [`report`] and [`chart`] — tables, sparklines and SVG charts for
 //!   showing those numbers to people.
 //!
@@ -32,7 +42,14 @@
 //! that wants heap numbers sets `#[global_allocator]` to
 //! `tikv_jemallocator::Jemalloc` itself.
 
+#![warn(missing_docs)]
+
 pub mod chart;
+pub mod check;
+pub mod detect;
 pub mod heap;
+pub mod monitor;
+#[cfg(feature = "pprof")]
+pub mod profile;
 pub mod report;
 pub mod tasks;
