@@ -223,20 +223,4 @@ pub async fn send_messages(messages: tokio::sync::mpsc::Sender<u64>, count: u64)
     }
 }
 
-/// Bytes this thread has allocated since it started, frees not subtracted
-/// (jemalloc's `thread.allocated`).
-///
-/// [`leakscope::heap::LiveBytes`] answers "what is still live"; churn (a
-/// buffer allocated and freed on every request) leaves nothing live, so
-/// counting it needs the allocation total. Zero without jemalloc as the
-/// global allocator.
-pub fn thread_allocated_bytes() -> u64 {
-    thread_local! {
-        // Looked up once per thread, so reading it allocates nothing.
-        static ALLOCATED: Option<tikv_jemalloc_ctl::thread::ThreadLocal<u64>> =
-            tikv_jemalloc_ctl::thread::allocatedp::mib()
-                .and_then(|mib| mib.read())
-                .ok();
-    }
-    ALLOCATED.with(|counter| counter.map_or(0, |counter| counter.get()))
-}
+pub use leakscope::heap::thread_allocated_bytes;

@@ -245,40 +245,30 @@ fn periodic_worker_allocations(timer: LoopTimer, turns: u32) -> u64 {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (show_bad, show_good) = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        [] => (true, true),
-        ["bad"] => (true, false),
-        ["good"] => (false, true),
-        ["-h" | "--help"] => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("unknown arguments: {}\n{USAGE}", args.join(" "));
-            return ExitCode::from(2);
-        }
+    let sides = match leaklab_cli::Sides::from_args(USAGE) {
+        Ok(sides) => sides,
+        Err(exit) => return exit,
     };
 
     println!("ch7-practices: the seed's best practices, bad and good, measured\n");
     let mut header = vec!["practice", "measured"];
-    if show_bad {
+    if sides.bad {
         header.push("bad");
     }
-    if show_good {
+    if sides.good {
         header.push("good");
     }
-    if show_bad && show_good {
+    if sides.bad && sides.good {
         header.push("lesson");
     }
     let mut table = Table::new(header);
     for practice in practices() {
-        let bad_cells = if show_bad {
+        let bad_cells = if sides.bad {
             (practice.bad)()
         } else {
             Vec::new()
         };
-        let good_cells = if show_good {
+        let good_cells = if sides.good {
             (practice.good)()
         } else {
             Vec::new()
@@ -291,7 +281,7 @@ fn main() -> ExitCode {
             ];
             cells.extend(bad_cells.get(index).cloned());
             cells.extend(good_cells.get(index).cloned());
-            if show_bad && show_good {
+            if sides.bad && sides.good {
                 cells.push(if first { practice.lesson } else { "" }.to_string());
             }
             table.row(cells);

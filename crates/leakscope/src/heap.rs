@@ -160,6 +160,20 @@ pub fn thread_live_bytes() -> i64 {
     })
 }
 
+/// Bytes this thread has allocated since it started, frees not subtracted
+/// (jemalloc's `thread.allocated`, usable sizes).
+///
+/// [`LiveBytes`] answers "what is still live"; churn — a buffer allocated and
+/// freed on every request — leaves nothing live, so counting it takes the
+/// allocation total: read this before and after, and subtract. Reading it
+/// allocates nothing. Zero without jemalloc as the global allocator.
+pub fn thread_allocated_bytes() -> u64 {
+    THREAD_COUNTERS.with(|cell| match cell.get_or_init(lookup_thread_counters) {
+        Some((allocated, _)) => allocated.get(),
+        None => 0,
+    })
+}
+
 /// Counts the bytes allocated on the current thread since [`LiveBytes::start`]
 /// that have not been freed on it since.
 ///
@@ -217,6 +231,17 @@ mod tests {
         assert_eq!(scope.live_bytes(), 100 * 1024 + 2560);
         drop(kept);
         assert_eq!(scope.live_bytes(), 0);
+    }
+
+    #[test]
+    fn churn_counts_in_allocated_bytes_but_not_in_live_bytes() {
+        let live = LiveBytes::start();
+        let allocated_before = thread_allocated_bytes();
+        for _ in 0..10 {
+            std::hint::black_box(vec![0u8; 4096]);
+        }
+        assert_eq!(thread_allocated_bytes() - allocated_before, 10 * 4096);
+        assert_eq!(live.live_bytes(), 0);
     }
 
     #[test]
