@@ -265,10 +265,11 @@ mod tests {
 
     #[test]
     fn heap_stats_see_a_large_allocation() {
-        let before = HeapStats::read().unwrap();
         let big = std::hint::black_box(vec![1u8; 64 << 20]);
         let during = HeapStats::read().unwrap();
-        assert!(during.allocated >= before.allocated + (60 << 20));
+        // Process-wide, so only what this test holds is certain: tests running
+        // in parallel may free memory between two readings.
+        assert!(during.allocated >= big.len() as u64);
         assert!(during.resident >= during.active);
         assert!(during.active >= during.allocated);
         drop(big);
