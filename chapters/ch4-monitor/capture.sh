@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 chapter=chapters/ch4-monitor
 
+if ! command -v jq >/dev/null; then
+    echo "capture.sh needs jq to read criterion's estimates: apt-get install jq" >&2
+    exit 1
+fi
+
 cargo run --quiet --release -p ch4-monitor --example chart -- book/img
 
 echo "benchmarking (about three minutes)…" >&2
