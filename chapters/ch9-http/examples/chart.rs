@@ -8,17 +8,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ch9_http::{EitherServer, SLOW_CLIENTS, current_thread_runtime, wire};
+use ch9_http::{LIVE_HEADER_TIMEOUT, SlowClients, connect_slow_clients, current_thread_runtime};
 use leakscope::chart::LineChart;
-use leakscope::heap::LiveBytes;
 use leakscope::report::format_bytes;
-use leakscope::tasks::{TaskLeakCheck, warm_up_runtime};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// The good server's header-read timeout for this run (10 s in the chapter).
-const LIVE_HEADER_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// How long each side is watched, and how often.
 const WATCH_FOR: Duration = Duration::from_millis(800);
@@ -30,16 +25,13 @@ type Sample = (f64, f64, f64);
 
 fn watch(use_good_server: bool) -> Vec<Sample> {
     current_thread_runtime().block_on(async {
-        warm_up_runtime(4 * SLOW_CLIENTS).await;
-        let tasks = TaskLeakCheck::start();
-        let heap = LiveBytes::start();
-        let listener = ch9_http::bind_loopback().expect("bind loopback");
-        let address = listener
-            .local_addr()
-            .expect("a bound listener has an address");
-        let server = EitherServer::spawn(use_good_server, listener, LIVE_HEADER_TIMEOUT);
-
-        let slow_clients = wire::open_slow_clients(address, SLOW_CLIENTS).expect("connect");
+        let SlowClients {
+            tasks,
+            heap,
+            server,
+            clients: slow_clients,
+            ..
+        } = connect_slow_clients(use_good_server).await;
         let started = Instant::now();
         let mut samples = Vec::new();
         while started.elapsed() < WATCH_FOR {

@@ -27,6 +27,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::routing::{get, post};
+use leakscope::heap::LiveBytes;
+use leakscope::tasks::{TaskLeakCheck, warm_up_runtime};
 use tokio::net::{TcpListener, TcpSocket};
 
 /// Slow clients in the first scenario: each connects and sends half a
@@ -71,6 +73,10 @@ pub const STUCK_REQUESTS: usize = 100;
 /// that the server has not accepted yet cannot even connect; servers in this
 /// chapter ask for more so the slow clients can all connect.
 pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// The good server's header-read timeout in live runs (`just run`, the
+/// charts); the chapter's servers use [`HEADER_READ_TIMEOUT`], 10 s.
+pub const LIVE_HEADER_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// What `GET /` answers.
 pub const GREETING: &str = "hello\n";
@@ -125,6 +131,43 @@ pub fn current_thread_runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("a tokio runtime")
+}
+
+/// A live run's starting point: one server, [`SLOW_CLIENTS`] slow clients
+/// connected to it, and the baselines they are measured against.
+#[derive(Debug)]
+pub struct SlowClients {
+    /// Tasks alive before the server started (after the runtime warmed up).
+    pub tasks: TaskLeakCheck,
+    /// Live bytes counted from before the server started.
+    pub heap: LiveBytes,
+    /// The server under test, with [`LIVE_HEADER_TIMEOUT`] if it is the good one.
+    pub server: EitherServer,
+    /// Where it listens.
+    pub address: std::net::SocketAddr,
+    /// The clients, each holding half a request.
+    pub clients: Vec<std::net::TcpStream>,
+}
+
+/// Warms the current runtime up, takes the baselines, starts the bad or the
+/// good server on loopback and connects [`SLOW_CLIENTS`] slow clients to it.
+pub async fn connect_slow_clients(use_good_server: bool) -> SlowClients {
+    warm_up_runtime(4 * SLOW_CLIENTS).await;
+    let tasks = TaskLeakCheck::start();
+    let heap = LiveBytes::start();
+    let listener = bind_loopback().expect("bind loopback");
+    let address = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    let server = EitherServer::spawn(use_good_server, listener, LIVE_HEADER_TIMEOUT);
+    let clients = wire::open_slow_clients(address, SLOW_CLIENTS).expect("connect");
+    SlowClients {
+        tasks,
+        heap,
+        server,
+        address,
+        clients,
+    }
 }
 
 /// Either server, started and stopped the same way, for live runs that

@@ -8,19 +8,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ch9_http::good::{FetchError, Limits};
-use ch9_http::{EitherServer, current_thread_runtime};
+use ch9_http::{LIVE_HEADER_TIMEOUT, SlowClients, connect_slow_clients, current_thread_runtime};
 use ch9_http::{MAX_CONNECTIONS, SLOW_CLIENTS, STUCK_REQUESTS, bad, good, wait_until, wire};
 use leakscope::heap::LiveBytes;
 use leakscope::report::{Table, format_bytes_delta};
-use leakscope::tasks::{TaskLeakCheck, warm_up_runtime};
+use leakscope::tasks::TaskLeakCheck;
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const USAGE: &str = "usage: ch9-http [bad|good]   (no argument: both, side by side)";
-
-/// The header-read timeout for this live run (the chapter's servers use 10 s).
-const LIVE_HEADER_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// The client deadline for this live run (the chapter's clients use 10 s).
 const LIVE_CLIENT_TIMEOUT: Duration = Duration::from_millis(200);
@@ -92,20 +89,17 @@ async fn well_behaved_get(address: SocketAddr) -> String {
 /// runtime, so every task and byte the server holds is counted exactly.
 fn run_slow_clients(side: Side) -> SlowClientRun {
     current_thread_runtime().block_on(async {
-        warm_up_runtime(4 * SLOW_CLIENTS).await;
-        let tasks = TaskLeakCheck::start();
-        let heap = LiveBytes::start();
-        let listener = ch9_http::bind_loopback().expect("bind loopback");
-        let address = listener
-            .local_addr()
-            .expect("a bound listener has an address");
-        let server = EitherServer::spawn(side == Side::Good, listener, LIVE_HEADER_TIMEOUT);
+        let SlowClients {
+            tasks,
+            heap,
+            server,
+            address,
+            clients: slow_clients,
+        } = connect_slow_clients(side == Side::Good).await;
         let served_at_once = match side {
             Side::Bad => SLOW_CLIENTS,
             Side::Good => MAX_CONNECTIONS,
         };
-
-        let slow_clients = wire::open_slow_clients(address, SLOW_CLIENTS).expect("connect");
         // The accept loop plus one task per connection served.
         wait_until("the server has taken the clients it will serve", || {
             tasks.alive_now() == tasks.baseline() + 1 + served_at_once
