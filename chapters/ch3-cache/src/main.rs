@@ -17,7 +17,7 @@ use ch3_cache::{
 use leakscope::chart::LineChart;
 use leakscope::heap::LiveBytes;
 use leakscope::report::{Table, format_bytes, format_bytes_delta, sparkline};
-use leakscope::tasks::{TaskLeakCheck, warm_up_runtime};
+use leakscope::tasks::{TaskLeakCheck, task_traces, warm_up_runtime};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -412,13 +412,7 @@ fn print_sweeper_dump() {
     let traces = on_paused_runtime(|| async {
         drop(bad::TtlCache::new());
         tokio::time::sleep(SEED_WAIT).await;
-        let dump = tokio::runtime::Handle::current().dump().await;
-        let traces: Vec<String> = dump
-            .tasks()
-            .iter()
-            .map(|task| task.trace().to_string())
-            .collect();
-        traces
+        task_traces().await
     });
     println!(
         "\nTask dump (Handle::dump) after the seed's TTLCache was dropped: {} task(s) alive",

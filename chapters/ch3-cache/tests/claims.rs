@@ -11,7 +11,7 @@ use ch3_cache::{
     seed_key, seed_ttl, seed_value,
 };
 use leakscope::heap::LiveBytes;
-use leakscope::tasks::{TaskLeakCheck, warm_up_runtime};
+use leakscope::tasks::{TaskLeakCheck, task_traces, warm_up_runtime};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -219,15 +219,6 @@ fn moka_hides_and_then_removes_an_expired_entry_on_its_own_clock() {
     assert_eq!(cache.entry_count(), 0);
 }
 // ANCHOR_END: moka_expiry
-
-/// The stack of every task alive in the current runtime, one string each.
-async fn task_traces() -> Vec<String> {
-    let dump = tokio::runtime::Handle::current().dump().await;
-    dump.tasks()
-        .iter()
-        .map(|task| task.trace().to_string())
-        .collect()
-}
 
 // ANCHOR: task_dump
 #[tokio::test(flavor = "current_thread", start_paused = true)]

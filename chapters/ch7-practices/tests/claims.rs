@@ -141,12 +141,7 @@ async fn a_task_dump_points_at_the_lines_where_leaked_tasks_wait() {
     bad::run_workers_with_deadline_on_the_wait(Arc::new(AtomicUsize::new(0))).await;
     bad::run_pipeline_with_retry_sender().await;
 
-    let dump = tokio::runtime::Handle::current().dump().await;
-    let traces: Vec<String> = dump
-        .tasks()
-        .iter()
-        .map(|task| task.trace().to_string())
-        .collect();
+    let traces = leakscope::tasks::task_traces().await;
 
     let waiting_at = |needle: &str| {
         let line = bad_rs_line_of(needle);

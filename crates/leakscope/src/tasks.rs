@@ -149,6 +149,27 @@ impl TaskLeakCheck {
     }
 }
 
+/// The stack of every task alive in the current runtime, one string each:
+/// where each task waits, from tokio's task dump (`Handle::dump`). The
+/// quickest way to see *which* tasks a [`TaskLeakCheck`] counted; see
+/// `leakscope::profile::task_sites` for the same grouped by function and line.
+///
+/// Task dumps are an unstable tokio API: they exist only when every crate is
+/// built with `--cfg tokio_unstable`, tokio has its `taskdump` feature, and
+/// the target is Linux on x86, x86-64 or AArch64.
+#[cfg(all(
+    tokio_unstable,
+    target_os = "linux",
+    any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
+))]
+pub async fn task_traces() -> Vec<String> {
+    let dump = Handle::current().dump().await;
+    dump.tasks()
+        .iter()
+        .map(|task| task.trace().to_string())
+        .collect()
+}
+
 /// Makes the current runtime set up what it keeps for the rest of its life,
 /// so that a heap baseline taken afterwards measures only the code under test.
 ///
@@ -255,6 +276,20 @@ mod tests {
         )));
         check.assert_no_leaks().await;
         assert!(heap.live_bytes() <= 0, "kept {} bytes", heap.live_bytes());
+    }
+
+    #[cfg(all(tokio_unstable, target_os = "linux", target_arch = "x86_64"))]
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn task_traces_show_where_a_leaked_task_waits() {
+        let _detached = tokio::spawn(async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        tokio::task::yield_now().await;
+        let traces = task_traces().await;
+        assert_eq!(traces.len(), 1, "{traces:#?}");
+        assert!(traces[0].contains("tokio::time::sleep"), "{}", traces[0]);
     }
 
     #[test]
