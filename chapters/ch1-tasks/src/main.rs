@@ -98,14 +98,8 @@ fn main() -> ExitCode {
     };
 
     println!("ch1-tasks: tasks and heap left behind after each scenario returns\n");
-    let mut header = vec!["scenario"];
-    if sides.bad {
-        header.extend(["bad: tasks", "bad: heap"]);
-    }
-    if sides.good {
-        header.extend(["good: tasks", "good: heap"]);
-    }
-    header.push("verdict");
+    let mut header = sides.header(&["scenario"], &["tasks", "heap"]);
+    header.push("verdict".into());
     let mut table = Table::new(header);
     for row in rows() {
         let mut cells = vec![row.scenario.to_string()];

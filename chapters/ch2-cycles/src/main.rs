@@ -139,14 +139,8 @@ fn main() -> ExitCode {
     };
 
     println!("ch2-cycles: what is freed once the owner lets go\n");
-    let mut header = vec!["scenario", "built"];
-    if sides.bad {
-        header.extend(["bad: dropped", "bad: tasks", "bad: heap"]);
-    }
-    if sides.good {
-        header.extend(["good: dropped", "good: tasks", "good: heap"]);
-    }
-    header.push("verdict");
+    let mut header = sides.header(&["scenario", "built"], &["dropped", "tasks", "heap"]);
+    header.push("verdict".into());
     let mut table = Table::new(header);
     for row in rows() {
         let mut row_cells = vec![row.scenario.to_string(), row.built.to_string()];

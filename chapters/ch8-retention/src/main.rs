@@ -182,14 +182,8 @@ fn main() -> ExitCode {
     };
 
     println!("ch8-retention: memory kept alive by what each version keeps\n");
-    let mut header = vec!["scenario"];
-    if sides.bad {
-        header.push("bad: kept");
-    }
-    if sides.good {
-        header.push("good: kept");
-    }
-    header.push("verdict");
+    let mut header = sides.header(&["scenario"], &["kept"]);
+    header.push("verdict".into());
     let mut table = Table::new(header);
     for row in rows() {
         let bad_bytes = sides.bad.then(row.bad);
