@@ -266,7 +266,7 @@ const C_ALLOCATOR_PREFIXES: [&str; 17] = [
 /// Rust paths that only move an allocation request along: the global
 /// allocator shims, liballoc's containers, and the std hash map's table.
 /// Their callers are the code that decided to allocate.
-const RUST_ALLOCATOR_PATHS: [&str; 10] = [
+const RUST_ALLOCATOR_PATHS: [&str; 12] = [
     "__rust_",
     "__rdl_",
     "__rg_",
@@ -275,6 +275,8 @@ const RUST_ALLOCATOR_PATHS: [&str; 10] = [
     "core::alloc::",
     "std::alloc::",
     "tikv_jemallocator::",
+    "leakscope::alloc::",
+    "<leakscope::alloc::",
     "hashbrown::",
     "std::collections::hash::",
 ];
@@ -806,6 +808,7 @@ impl fmt::Display for TaskSite {
 /// Whether a frame belongs to the async machinery around a task rather than
 /// to the code the task runs.
 #[cfg(all(
+    feature = "taskdump",
     tokio_unstable,
     target_os = "linux",
     any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
@@ -826,6 +829,7 @@ fn is_runtime_frame(function: &str) -> bool {
 
 /// One resolved frame of a task's backtrace.
 #[cfg(all(
+    feature = "taskdump",
     tokio_unstable,
     target_os = "linux",
     any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
@@ -837,6 +841,7 @@ struct Frame {
 }
 
 #[cfg(all(
+    feature = "taskdump",
     tokio_unstable,
     target_os = "linux",
     any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
@@ -872,6 +877,7 @@ impl Frame {
 
 /// Drops the `::h0123456789abcdef` hash rustc appends to symbol names.
 #[cfg(all(
+    feature = "taskdump",
     tokio_unstable,
     target_os = "linux",
     any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
@@ -895,6 +901,7 @@ fn without_hash(symbol: &str) -> &str {
 /// the target is Linux on x86, x86-64 or AArch64. A dump re-polls every task
 /// in a tracing mode: it is a debugging tool, not something to run often.
 #[cfg(all(
+    feature = "taskdump",
     tokio_unstable,
     target_os = "linux",
     any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
@@ -1170,6 +1177,7 @@ mod tests {
     }
 
     #[cfg(all(
+        feature = "taskdump",
         tokio_unstable,
         target_os = "linux",
         any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
