@@ -18,7 +18,7 @@ go_log=$(cd "$chapter/go" && go test -run '^$' -bench 'MetricsRead|ReadMemStats'
 
 # "group<TAB>bench<TAB>median ns" for this run's criterion results.
 medians() {
-    find target/criterion -path '*/new/benchmark.json' -newer "$started" | while read -r benchmark; do
+    find "${CARGO_TARGET_DIR:-target}/criterion" -path '*/new/benchmark.json' -newer "$started" | while read -r benchmark; do
         estimates="$(dirname "$benchmark")/estimates.json"
         jq -r --slurpfile e "$estimates" '[.group_id, .function_id, $e[0].median.point_estimate] | @tsv' "$benchmark"
     done
