@@ -6,7 +6,7 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use tokio::task::JoinHandle;
 use tracing::span;
-use tracing::{Dispatch, Event, Metadata, Subscriber};
+use tracing::{Dispatch, Subscriber};
 use tracing_subscriber::Registry;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
@@ -30,6 +30,8 @@ pub fn registry_with_layer() -> Dispatch {
 pub struct SharedRegistry(pub Arc<Registry>);
 
 impl Subscriber for SharedRegistry {
+    pass_calls_on_to_the_registry!();
+
     unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
         if id == TypeId::of::<Self>() {
             return Some(self as *const Self as *const ());
@@ -38,38 +40,8 @@ impl Subscriber for SharedRegistry {
         // whose answer points into `self.0`, which lives as long as `self`.
         unsafe { self.0.downcast_raw(id) }
     }
-    // ANCHOR_END: forwarding_wrapper
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        self.0.enabled(metadata)
-    }
-    fn new_span(&self, span: &span::Attributes<'_>) -> span::Id {
-        self.0.new_span(span)
-    }
-    fn record(&self, span: &span::Id, values: &span::Record<'_>) {
-        self.0.record(span, values)
-    }
-    fn record_follows_from(&self, span: &span::Id, follows: &span::Id) {
-        self.0.record_follows_from(span, follows)
-    }
-    fn event(&self, event: &Event<'_>) {
-        self.0.event(event)
-    }
-    fn enter(&self, span: &span::Id) {
-        self.0.enter(span)
-    }
-    fn exit(&self, span: &span::Id) {
-        self.0.exit(span)
-    }
-    fn clone_span(&self, id: &span::Id) -> span::Id {
-        self.0.clone_span(id)
-    }
-    fn try_close(&self, id: span::Id) -> bool {
-        self.0.try_close(id)
-    }
-    fn current_span(&self) -> tracing_core::span::Current {
-        self.0.current_span()
-    }
 }
+// ANCHOR_END: forwarding_wrapper
 
 impl<'a> LookupSpan<'a> for SharedRegistry {
     type Data = <Registry as LookupSpan<'a>>::Data;

@@ -13,6 +13,44 @@
 //! | raw paths as labels | one metric series per distinct URL path, kept for the life of the recorder | the route template as the label: one series per route |
 //! | histograms without upkeep | a recorder built with `build_recorder()` buffers every histogram sample until something drains it | an upkeep task drains the samples every 5 seconds, as `PrometheusBuilder::build()` does |
 
+/// Passes every `Subscriber` call but `downcast_raw` on to the registry in
+/// field `0`: what a wrapper of the registry does (see the wrapped-registry
+/// scenario).
+macro_rules! pass_calls_on_to_the_registry {
+    () => {
+        fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+            self.0.enabled(metadata)
+        }
+        fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            self.0.new_span(span)
+        }
+        fn record(&self, span: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+            self.0.record(span, values)
+        }
+        fn record_follows_from(&self, span: &tracing::span::Id, follows: &tracing::span::Id) {
+            self.0.record_follows_from(span, follows)
+        }
+        fn event(&self, event: &tracing::Event<'_>) {
+            self.0.event(event)
+        }
+        fn enter(&self, span: &tracing::span::Id) {
+            self.0.enter(span)
+        }
+        fn exit(&self, span: &tracing::span::Id) {
+            self.0.exit(span)
+        }
+        fn clone_span(&self, id: &tracing::span::Id) -> tracing::span::Id {
+            self.0.clone_span(id)
+        }
+        fn try_close(&self, id: tracing::span::Id) -> bool {
+            self.0.try_close(id)
+        }
+        fn current_span(&self) -> tracing_core::span::Current {
+            self.0.current_span()
+        }
+    };
+}
+
 pub mod bad;
 pub mod good;
 
