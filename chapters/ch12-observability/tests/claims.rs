@@ -202,6 +202,13 @@ async fn bad_recorder_without_upkeep_buffers_every_sample() {
     assert!(after_ten_minutes >= samples(TRAFFIC_TIME) * BYTES_PER_SAMPLE);
     // Twice the traffic, twice the memory: it grows with every request.
     assert!(after_twenty_minutes >= 2 * samples(TRAFFIC_TIME) * BYTES_PER_SAMPLE);
+
+    // One scrape drains the buffer; the blocks go back once crossbeam-epoch
+    // reclaims them, which later recording (a few seconds of it) brings about.
+    let exposition = recorder.handle().render();
+    assert!(exposition.contains("http_request_duration_seconds_count 120000"));
+    serve_traffic(&recorder, Duration::from_secs(5)).await;
+    assert!(heap.live_bytes() <= UPKEEP_BOUND, "kept {}", heap.live_bytes());
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
