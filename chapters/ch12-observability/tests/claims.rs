@@ -182,6 +182,12 @@ const BYTES_PER_SAMPLE: i64 = 8;
 /// into. 256 KiB is about a fifth of what the bad side keeps.
 const UPKEEP_BOUND: i64 = 256 * 1024;
 
+/// The histogram tests take turns. The bucket's blocks are freed through
+/// `crossbeam-epoch`, whose garbage any pinned thread may collect: run side
+/// by side, one test would free the other's blocks, and this thread's
+/// counter would never see them go.
+static ONE_HISTOGRAM_TEST_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn samples(traffic_time: Duration) -> i64 {
     (traffic_time.as_secs() as usize * REQUESTS_PER_SECOND) as i64
 }
@@ -189,6 +195,7 @@ fn samples(traffic_time: Duration) -> i64 {
 // ANCHOR: upkeep
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn bad_recorder_without_upkeep_buffers_every_sample() {
+    let _turn = ONE_HISTOGRAM_TEST_AT_A_TIME.lock().await;
     warm_up_runtime(10).await;
     let recorder = bad::recorder_without_upkeep();
     let heap = LiveBytes::start();
@@ -208,11 +215,16 @@ async fn bad_recorder_without_upkeep_buffers_every_sample() {
     let exposition = recorder.handle().render();
     assert!(exposition.contains("http_request_duration_seconds_count 120000"));
     serve_traffic(&recorder, Duration::from_secs(5)).await;
-    assert!(heap.live_bytes() <= UPKEEP_BOUND, "kept {}", heap.live_bytes());
+    assert!(
+        heap.live_bytes() <= UPKEEP_BOUND,
+        "kept {}",
+        heap.live_bytes()
+    );
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn good_upkeep_task_keeps_the_recorder_bounded_and_stops_with_it() {
+    let _turn = ONE_HISTOGRAM_TEST_AT_A_TIME.lock().await;
     warm_up_runtime(10).await;
     let tasks = TaskLeakCheck::start();
     let (recorder, upkeep) = good::recorder_with_upkeep();
