@@ -10,7 +10,9 @@ use axum::routing::get;
 use tokio::time::Instant;
 
 use crate::loopback::{ConnectionPool, pool_error};
-use crate::{BUCKET_IDLE_LIMIT, BUFFER_TARGET, RateLimitStorage, SCRATCH_BYTES, ScratchSpace, audience_for};
+use crate::{
+    BUCKET_IDLE_LIMIT, BUFFER_TARGET, RateLimitStorage, SCRATCH_BYTES, ScratchSpace, audience_for,
+};
 
 // ANCHOR: shared_client
 /// One client for the whole service, built once: its pool keeps the

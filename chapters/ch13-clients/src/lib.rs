@@ -111,13 +111,17 @@ impl Drop for RetirementSignal {
 /// Runs `jobs` jobs through `spawn_blocking`, waiting after each one until
 /// its thread has retired, as a blocking pool does between bursts of work.
 /// Returns the ids of the threads that ran them: one new thread per job.
-pub async fn render_on_retiring_threads(scratch: Arc<dyn ScratchSpace>, jobs: usize) -> Vec<ThreadId> {
+pub async fn render_on_retiring_threads(
+    scratch: Arc<dyn ScratchSpace>,
+    jobs: usize,
+) -> Vec<ThreadId> {
     let mut threads = Vec::with_capacity(jobs);
     for job in 0..jobs {
         let (retired_tx, retired_rx) = tokio::sync::oneshot::channel();
         let scratch = Arc::clone(&scratch);
         let thread = tokio::task::spawn_blocking(move || {
-            RETIREMENT.with(|signal| *signal.borrow_mut() = Some(RetirementSignal(Some(retired_tx))));
+            RETIREMENT
+                .with(|signal| *signal.borrow_mut() = Some(RetirementSignal(Some(retired_tx))));
             render_report(&*scratch, job);
             std::thread::current().id()
         })

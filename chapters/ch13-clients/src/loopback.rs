@@ -178,7 +178,8 @@ impl Connection {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
         }
-        self.gauge.resize(capacity_before, self.read_buffer.capacity());
+        self.gauge
+            .resize(capacity_before, self.read_buffer.capacity());
         Ok(self.read_buffer.len())
     }
 }

@@ -28,7 +28,10 @@ async fn a_client_per_request_opens_a_connection_per_request() {
     let server = HttpServer::start().await.unwrap();
 
     for _ in 0..REQUESTS {
-        assert_eq!(bad::fetch_with_new_client(&server.url()).await.unwrap(), GREETING);
+        assert_eq!(
+            bad::fetch_with_new_client(&server.url()).await.unwrap(),
+            GREETING
+        );
     }
 
     assert_eq!(server.accepted(), 20);
@@ -69,12 +72,21 @@ async fn a_client_per_request_allocates_several_times_more_per_request() {
     good::fetch(&client, &url).await.unwrap(); // connects once
     bad::fetch_with_new_client(&url).await.unwrap(); // first-use setup
 
-    let shared = allocated_per_request(REQUESTS, || async { good::fetch(&client, &url).await.unwrap() }).await;
-    let per_request = allocated_per_request(REQUESTS, || async { bad::fetch_with_new_client(&url).await.unwrap() }).await;
+    let shared = allocated_per_request(REQUESTS, || async {
+        good::fetch(&client, &url).await.unwrap()
+    })
+    .await;
+    let per_request = allocated_per_request(REQUESTS, || async {
+        bad::fetch_with_new_client(&url).await.unwrap()
+    })
+    .await;
 
     // Both include the server's side of each request, and the new client's
     // side returns every byte when it is dropped: this is churn, not a leak.
-    assert!(per_request > 3 * shared, "{per_request} B per request with a new client, {shared} B shared");
+    assert!(
+        per_request > 3 * shared,
+        "{per_request} B per request with a new client, {shared} B shared"
+    );
 }
 // ANCHOR_END: client_churn
 
@@ -125,7 +137,8 @@ async fn the_borrowing_handler_keeps_nothing() {
 fn scratch_kept_per_thread_grows_with_every_retired_thread() {
     let scratch = Arc::new(bad::ScratchByThread::default());
 
-    let threads = churning_runtime().block_on(render_on_retiring_threads(scratch.clone(), CHURNED_THREADS));
+    let threads =
+        churning_runtime().block_on(render_on_retiring_threads(scratch.clone(), CHURNED_THREADS));
 
     let mut distinct = threads.clone();
     distinct.sort_by_key(|id| format!("{id:?}"));
@@ -141,7 +154,8 @@ fn scratch_kept_per_thread_grows_with_every_retired_thread() {
 fn a_scratch_pool_keeps_one_buffer_however_many_threads_come_and_go() {
     let scratch = Arc::new(good::ScratchPool::new(4));
 
-    let threads = churning_runtime().block_on(render_on_retiring_threads(scratch.clone(), CHURNED_THREADS));
+    let threads =
+        churning_runtime().block_on(render_on_retiring_threads(scratch.clone(), CHURNED_THREADS));
 
     assert_eq!(threads.len(), 50);
     // One job at a time, so one buffer, passed from thread to thread.
@@ -153,7 +167,9 @@ fn a_scratch_pool_keeps_one_buffer_however_many_threads_come_and_go() {
 
 /// The spike, then quiet: one large response on every pooled connection at
 /// once, then [`SMALL_QUERIES`] small ones in turn. Returns the gauge.
-async fn spike_then_small_queries<F, Fut>(query: F) -> (BufferGauge, LiveBytes, (RowServer, ConnectionPool))
+async fn spike_then_small_queries<F, Fut>(
+    query: F,
+) -> (BufferGauge, LiveBytes, (RowServer, ConnectionPool))
 where
     F: Fn(ConnectionPool, usize) -> Fut,
     Fut: Future<Output = std::io::Result<usize>>,
@@ -169,7 +185,10 @@ where
     }
     assert_eq!(pool.status().size, 4);
     for _ in 0..SMALL_QUERIES {
-        assert_eq!(query(pool.clone(), SMALL_RESPONSE_BYTES).await.unwrap(), SMALL_RESPONSE_BYTES);
+        assert_eq!(
+            query(pool.clone(), SMALL_RESPONSE_BYTES).await.unwrap(),
+            SMALL_RESPONSE_BYTES
+        );
     }
     (gauge, heap, (server, pool))
 }
@@ -182,7 +201,11 @@ async fn pooled_connections_keep_the_buffer_of_their_largest_response() {
 
     // A hundred small queries later, each connection still holds 1 MiB.
     assert_eq!(gauge.bytes(), 4 * 1024 * 1024);
-    assert!(heap.live_bytes() >= 4 * 1024 * 1024, "live {}", heap.live_bytes());
+    assert!(
+        heap.live_bytes() >= 4 * 1024 * 1024,
+        "live {}",
+        heap.live_bytes()
+    );
 }
 // ANCHOR_END: pooled_buffers_kept
 
@@ -194,7 +217,8 @@ const POOL_BOOKKEEPING: i64 = 64 * 1024;
 #[tokio::test(flavor = "current_thread")]
 async fn shrunk_connections_go_back_to_8_kib_each() {
     let (gauge, heap, _pool) =
-        spike_then_small_queries(|pool, bytes| async move { good::query(&pool, bytes).await }).await;
+        spike_then_small_queries(|pool, bytes| async move { good::query(&pool, bytes).await })
+            .await;
 
     assert_eq!(gauge.bytes(), 4 * 8 * 1024);
     assert!(
@@ -210,7 +234,9 @@ async fn shrunk_connections_go_back_to_8_kib_each() {
 /// A spike of [`SPIKE_CLIENTS`] addresses, an hour and a bit of quiet with
 /// [`QUIET_CLIENTS`] addresses, then the sweep. Returns the storage and the
 /// bytes it still holds.
-async fn spike_then_sweep(sweep: fn(&mut RateLimitStorage, tokio::time::Instant)) -> (RateLimitStorage, i64) {
+async fn spike_then_sweep(
+    sweep: fn(&mut RateLimitStorage, tokio::time::Instant),
+) -> (RateLimitStorage, i64) {
     let heap = LiveBytes::start();
     let mut storage = RateLimitStorage::default();
     traffic_spike(&mut storage, SPIKE_CLIENTS, tokio::time::Instant::now());
@@ -230,10 +256,16 @@ async fn spike_then_sweep(sweep: fn(&mut RateLimitStorage, tokio::time::Instant)
 async fn a_swept_map_keeps_the_table_the_spike_needed() {
     let (_storage, live_bytes) = spike_then_sweep(bad::remove_idle).await;
 
-    assert_eq!(std::mem::size_of::<(std::net::IpAddr, ch13_clients::Bucket)>(), 48);
+    assert_eq!(
+        std::mem::size_of::<(std::net::IpAddr, ch13_clients::Bucket)>(),
+        48
+    );
     // The table the spike grew: 131,072 slots (100,000 entries at hashbrown's
     // 7/8 load) of 48 bytes each, plus a control byte per slot.
-    assert!(live_bytes >= 131_072 * 49, "{live_bytes} bytes for 10 buckets");
+    assert!(
+        live_bytes >= 131_072 * 49,
+        "{live_bytes} bytes for 10 buckets"
+    );
 }
 // ANCHOR_END: map_kept
 
@@ -246,6 +278,9 @@ async fn a_shrunk_map_keeps_a_table_for_ten() {
     let (storage, live_bytes) = spike_then_sweep(good::remove_idle).await;
 
     assert!(storage.buckets.capacity() < 16);
-    assert!(live_bytes <= SMALL_TABLE, "{live_bytes} bytes for 10 buckets");
+    assert!(
+        live_bytes <= SMALL_TABLE,
+        "{live_bytes} bytes for 10 buckets"
+    );
 }
 // ANCHOR_END: map_shrunk

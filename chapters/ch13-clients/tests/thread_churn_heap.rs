@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use ch13_clients::{CHURNED_THREADS, SCRATCH_BYTES, bad, churning_runtime, good, render_on_retiring_threads};
+use ch13_clients::{
+    CHURNED_THREADS, SCRATCH_BYTES, bad, churning_runtime, good, render_on_retiring_threads,
+};
 use leakscope::heap::HeapStats;
 
 #[global_allocator]
@@ -16,7 +18,9 @@ fn allocated() -> i64 {
 
 /// Threads of this process, from `/proc/self/task`.
 fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").expect("Linux's /proc").count()
+    std::fs::read_dir("/proc/self/task")
+        .expect("Linux's /proc")
+        .count()
 }
 
 /// The thread count once threads that have signalled their exit are gone
@@ -45,15 +49,24 @@ fn retired_threads_leave_their_scratch_in_the_heap_only_when_it_is_kept_per_thre
     let threads_before = threads();
     let runtime = churning_runtime();
     // A first round sets up the runtime's blocking pool, which it keeps.
-    runtime.block_on(render_on_retiring_threads(Arc::new(good::ScratchPool::new(4)), 2));
+    runtime.block_on(render_on_retiring_threads(
+        Arc::new(good::ScratchPool::new(4)),
+        2,
+    ));
 
     let before = allocated();
     let kept_per_thread = Arc::new(bad::ScratchByThread::default());
-    runtime.block_on(render_on_retiring_threads(kept_per_thread.clone(), CHURNED_THREADS));
+    runtime.block_on(render_on_retiring_threads(
+        kept_per_thread.clone(),
+        CHURNED_THREADS,
+    ));
     let growth = allocated() - before;
     // 50 threads came and went; their 50 buffers of 64 KiB are all still here.
     assert_eq!(threads_settled_to(threads_before), threads_before);
-    assert!(growth >= 50 * 64 * 1024 - PROCESS_NOISE, "grew {growth} bytes");
+    assert!(
+        growth >= 50 * 64 * 1024 - PROCESS_NOISE,
+        "grew {growth} bytes"
+    );
     drop(kept_per_thread);
 
     let before = allocated();
@@ -61,6 +74,9 @@ fn retired_threads_leave_their_scratch_in_the_heap_only_when_it_is_kept_per_thre
     runtime.block_on(render_on_retiring_threads(pool.clone(), CHURNED_THREADS));
     let growth = allocated() - before;
     assert_eq!(threads_settled_to(threads_before), threads_before);
-    assert!(growth <= SCRATCH_BYTES as i64 + PROCESS_NOISE, "grew {growth} bytes");
+    assert!(
+        growth <= SCRATCH_BYTES as i64 + PROCESS_NOISE,
+        "grew {growth} bytes"
+    );
 }
 // ANCHOR_END: churn_heap
