@@ -150,8 +150,8 @@ pub const SMALL_RESPONSE_BYTES: usize = 1024;
 /// Small queries sent after the spike.
 pub const SMALL_QUERIES: usize = 100;
 
-/// The read buffer a connection starts with and goes back to: 8 KiB, the
-/// default of sqlx's and tokio-postgres's connection buffers.
+/// The read buffer a connection starts with and goes back to: 8 KiB, where
+/// sqlx's connection buffers start and where its `shrink_buffers` returns them.
 pub const BUFFER_TARGET: usize = 8 * 1024;
 
 // ---- a map after a spike --------------------------------------------------
