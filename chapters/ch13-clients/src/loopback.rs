@@ -81,8 +81,13 @@ impl HttpServer {
 /// Zeros the row server sends from, so it allocates nothing per response.
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
+/// The largest response the row server sends and a connection accepts
+/// (16 MiB): a bad length cannot make either side allocate without bound.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
 /// A database stand-in: for each 4-byte big-endian request `n` it answers
-/// with a 4-byte length `n` and then `n` bytes, as a query returns rows.
+/// with a 4-byte length `n` and then `n` bytes, as a query returns rows. A
+/// request over [`MAX_RESPONSE_BYTES`] gets the connection closed.
 #[derive(Debug)]
 pub struct RowServer {
     /// Where it listens.
@@ -114,6 +119,12 @@ async fn serve_rows(mut stream: TcpStream) -> io::Result<()> {
             Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(error) => return Err(error),
         };
+        if wanted > MAX_RESPONSE_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a request for {wanted} bytes is over the {MAX_RESPONSE_BYTES}-byte limit"),
+            ));
+        }
         stream.write_u32(wanted as u32).await?;
         let mut left = wanted;
         while left > 0 {
@@ -171,6 +182,12 @@ impl Connection {
         let capacity_before = self.read_buffer.capacity();
         self.stream.write_u32(bytes as u32).await?;
         let length = self.stream.read_u32().await? as usize;
+        if length > MAX_RESPONSE_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a response of {length} bytes is over the {MAX_RESPONSE_BYTES}-byte limit"),
+            ));
+        }
         self.read_buffer.clear();
         self.read_buffer.reserve(length);
         while self.read_buffer.len() < length {

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use ch13_clients::loopback::{BufferGauge, ConnectionPool, HttpServer, RowServer, connection_pool};
+use ch13_clients::loopback::{
+    BufferGauge, ConnectionPool, HttpServer, MAX_RESPONSE_BYTES, RowServer, connection_pool,
+};
 use ch13_clients::{
     AUDIENCE_BYTES, BUCKET_IDLE_LIMIT, BUFFER_TARGET, CHURNED_THREADS, GREETING, HANDLED_REQUESTS,
     LARGE_RESPONSE_BYTES, POOL_SIZE, QUIET_CLIENTS, REQUESTS, RateLimitStorage, SCRATCH_BYTES,
@@ -237,6 +239,19 @@ async fn pooled_connections_keep_the_buffer_of_their_largest_response() {
     );
 }
 // ANCHOR_END: pooled_buffers_kept
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_query_over_the_response_limit_gets_a_clear_error() {
+    let server = RowServer::start().await.unwrap();
+    let pool = connection_pool(server.addr, BufferGauge::default());
+
+    let error = good::query(&pool, MAX_RESPONSE_BYTES + 1)
+        .await
+        .unwrap_err();
+
+    // The server refuses and closes the connection; nothing was allocated for it.
+    assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
+}
 
 /// What the pool itself holds besides read buffers: four sockets, tokio's
 /// registrations for them and the server's connection tasks.
