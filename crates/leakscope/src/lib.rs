@@ -12,6 +12,8 @@
 //! * `profile` (feature `pprof`) — heap profiles in pprof's format that
 //!   `go tool pprof` reads and that name the allocating function first, and
 //!   reading them back in tests.
+//! * `matcher` (feature `pprof`) — names the leak shapes of this book in a
+//!   heap profile or a task dump: the shape, the evidence, the section to read.
 //! * [`check`] — one call at the end of a test body that fails if a task
 //!   leaked or the heap did not return to its baseline (goleak's idea).
 //! * [`detect`] — a leak detector that trusts baselines, floors and a
@@ -49,6 +51,8 @@ pub mod check;
 pub mod detect;
 pub mod heap;
 pub mod monitor;
+#[cfg(feature = "pprof")]
+pub mod matcher;
 #[cfg(feature = "pprof")]
 pub mod profile;
 pub mod report;
