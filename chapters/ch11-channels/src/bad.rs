@@ -9,7 +9,9 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::{CONSUMER_TIME, Event, LARGE_BROADCAST_CAPACITY, Response, Update, handle_request, run_call};
+use crate::{
+    CONSUMER_TIME, Event, LARGE_BROADCAST_CAPACITY, Response, Update, handle_request, run_call,
+};
 
 // ANCHOR: unreaped_join_set
 /// A server that runs each request's handler as a task of its own, and keeps
@@ -82,12 +84,19 @@ impl EventQueue {
                 }
             }
         });
-        Self { events, published: 0, handled, consumer }
+        Self {
+            events,
+            published: 0,
+            handled,
+            consumer,
+        }
     }
 
     /// Queues the event and returns at once.
     pub fn publish(&mut self, event: Event) {
-        self.events.send(event).expect("the consumer runs as long as the queue");
+        self.events
+            .send(event)
+            .expect("the consumer runs as long as the queue");
         self.published += 1;
     }
 }
@@ -140,12 +149,17 @@ impl UpdateHub {
     /// An open hub.
     pub fn new() -> Self {
         let (sender, keep_open) = broadcast::channel(LARGE_BROADCAST_CAPACITY);
-        Self { sender, _keep_open: keep_open }
+        Self {
+            sender,
+            _keep_open: keep_open,
+        }
     }
 
     /// Sends the update to every subscriber.
     pub fn publish(&self, update: Update) {
-        self.sender.send(update).expect("the hub's own receiver keeps it open");
+        self.sender
+            .send(update)
+            .expect("the hub's own receiver keeps it open");
     }
 }
 // ANCHOR_END: large_broadcast

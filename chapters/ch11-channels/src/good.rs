@@ -117,13 +117,21 @@ impl EventQueue {
                 }
             }
         });
-        Self { events, published: 0, handled, consumer }
+        Self {
+            events,
+            published: 0,
+            handled,
+            consumer,
+        }
     }
 
     /// Queues the event, waiting while the channel is full.
     pub async fn publish(&mut self, event: Event) {
         let event = Box::new(event);
-        self.events.send(event).await.expect("the consumer runs as long as the queue");
+        self.events
+            .send(event)
+            .await
+            .expect("the consumer runs as long as the queue");
         self.published += 1;
     }
 }
@@ -174,7 +182,9 @@ pub struct UpdateHub {
 impl UpdateHub {
     /// An open hub.
     pub fn new() -> Self {
-        Self { sender: broadcast::channel(SMALL_BROADCAST_CAPACITY).0 }
+        Self {
+            sender: broadcast::channel(SMALL_BROADCAST_CAPACITY).0,
+        }
     }
 
     /// Sends the update to every subscriber. With none, the update is

@@ -177,9 +177,12 @@ fn rows() -> [Row; 5] {
             bad: || {
                 measure(|tasks, heap| async move {
                     let hub = bad::UpdateHub::new();
-                    let _subscribers =
-                        broadcast_updates(|| hub.subscribe(), |update| hub.publish(update), UPDATES)
-                            .await;
+                    let _subscribers = broadcast_updates(
+                        || hub.subscribe(),
+                        |update| hub.publish(update),
+                        UPDATES,
+                    )
+                    .await;
                     Reading {
                         tasks: tasks_alive(&tasks).await,
                         held: hub.updates_held(),
@@ -190,9 +193,12 @@ fn rows() -> [Row; 5] {
             good: || {
                 measure(|tasks, heap| async move {
                     let hub = good::UpdateHub::new();
-                    let _subscribers =
-                        broadcast_updates(|| hub.subscribe(), |update| hub.publish(update), UPDATES)
-                            .await;
+                    let _subscribers = broadcast_updates(
+                        || hub.subscribe(),
+                        |update| hub.publish(update),
+                        UPDATES,
+                    )
+                    .await;
                     Reading {
                         tasks: tasks_alive(&tasks).await,
                         held: hub.updates_held(),
@@ -202,6 +208,16 @@ fn rows() -> [Row; 5] {
             },
         },
     ]
+}
+
+/// Bad against good: how many times more heap the bad side keeps.
+fn verdict(live_bytes: &[i64]) -> String {
+    match live_bytes {
+        [bad, good] if *good > 0 => format!("bad keeps {}× good's heap", bad / good),
+        [bad, _] => format!("bad keeps {}, good none", format_bytes_delta(*bad)),
+        [one] => format!("keeps {}", format_bytes_delta(*one)),
+        _ => String::new(),
+    }
 }
 
 fn match_files(files: &[String]) -> ExitCode {
@@ -222,7 +238,11 @@ fn match_files(files: &[String]) -> ExitCode {
             }
         }
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn main() -> ExitCode {
@@ -241,15 +261,15 @@ fn main() -> ExitCode {
     let mut table = Table::new(header);
     for row in rows() {
         let mut cells = vec![row.scenario.to_string()];
-        let mut verdicts = Vec::new();
-        for (shown, side, run) in [(sides.bad, "bad", row.bad), (sides.good, "good", row.good)] {
+        let mut held = Vec::new();
+        for (shown, run) in [(sides.bad, row.bad), (sides.good, row.good)] {
             if shown {
                 let reading = run();
                 cells.extend(reading.cells());
-                verdicts.push(format!("{side} {}", format_bytes_delta(reading.live_bytes)));
+                held.push(reading.live_bytes);
             }
         }
-        cells.push(verdicts.join(", "));
+        cells.push(verdict(&held));
         table.row(cells);
     }
     print!("{table}");

@@ -50,9 +50,9 @@ pub mod chart;
 pub mod check;
 pub mod detect;
 pub mod heap;
-pub mod monitor;
 #[cfg(feature = "pprof")]
 pub mod matcher;
+pub mod monitor;
 #[cfg(feature = "pprof")]
 pub mod profile;
 pub mod report;

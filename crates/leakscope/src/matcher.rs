@@ -42,11 +42,62 @@
 //! The table is data: a shape is added as one more [`Shape`] row, placed
 //! before any row its stacks would also match.
 
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::path::Path;
 
-use crate::profile::{self, ProfileError, TaskSite, proto::Profile};
+use crate::profile::proto::{Location, Profile};
+use crate::profile::{self, ProfileError, TaskSite};
 use crate::report::format_bytes;
+
+/// One frame a shape looks for. A frame matches if its function's name
+/// contains `path`, or, for a frame inlined into its caller (whose name is
+/// only the short one the debug information gives, `push<…>`), if its source
+/// file contains every one of `file` and its short name is `short` (any
+/// short name when `short` is empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pattern {
+    /// Part of the qualified function name: `tokio::task::join_set::JoinSet`.
+    pub path: &'static str,
+    /// Parts of the source file's path: `["tokio", "/src/task/join_set.rs"]`.
+    pub file: &'static [&'static str],
+    /// The function's short name in that file (`spawn`), or empty for any.
+    pub short: &'static str,
+}
+
+impl Pattern {
+    fn matches(&self, frame: &FrameName) -> bool {
+        if frame.name.contains(self.path) {
+            return true;
+        }
+        !self.file.is_empty()
+            && self.file.iter().all(|part| frame.file.contains(part))
+            && (self.short.is_empty() || short_name(&frame.name) == self.short)
+    }
+}
+
+/// A function's name without its path and generic arguments:
+/// `tokio::sync::mpsc::list::Tx<T>::push` and `push<u8>` are both `push`.
+fn short_name(name: &str) -> String {
+    // Drop every `<…>` group (generic arguments, `<Type as Trait>`), then
+    // keep the last path segment.
+    let mut depth = 0usize;
+    let plain: String = name
+        .chars()
+        .filter(|c| match c {
+            '<' => {
+                depth += 1;
+                false
+            }
+            '>' => {
+                depth = depth.saturating_sub(1);
+                false
+            }
+            _ => depth == 0,
+        })
+        .collect();
+    plain.rsplit("::").next().unwrap_or("").to_string()
+}
 
 /// One known leak shape: the frames that identify it on a stack, and where
 /// the book shows it.
@@ -56,9 +107,9 @@ pub struct Shape {
     pub id: &'static str,
     /// What holds the memory, in a line.
     pub name: &'static str,
-    /// Every one of these must occur in some frame of a stack (as part of
-    /// the function's name) for the stack to be this shape's.
-    pub frames: &'static [&'static str],
+    /// Every one of these must match some frame of a stack for the stack to
+    /// be this shape's.
+    pub frames: &'static [Pattern],
     /// The fix, in a line.
     pub fix: &'static str,
     /// The book's page and section that show the shape and its fix.
@@ -71,7 +122,11 @@ pub const SHAPES: &[Shape] = &[
     Shape {
         id: "joinset-unreaped",
         name: "a JoinSet that is never joined: each finished task stays in the set with its result",
-        frames: &["tokio::task::join_set::JoinSet"],
+        frames: &[Pattern {
+            path: "tokio::task::join_set::JoinSet",
+            file: &["tokio", "/src/task/join_set.rs"],
+            short: "",
+        }],
         fix: "reap finished tasks (try_join_next before each spawn, or a join_next branch in the \
               select loop); use a TaskTracker when the results are not wanted",
         section: "ch11-channels.md#a-joinset-nobody-joins",
@@ -79,21 +134,47 @@ pub const SHAPES: &[Shape] = &[
     Shape {
         id: "futures-unordered-unpolled",
         name: "a FuturesUnordered that is pushed to but not polled: every future waits, holding what it owns",
-        frames: &["futures_util::stream::futures_unordered::FuturesUnordered"],
+        frames: &[Pattern {
+            path: "futures_util::stream::futures_unordered::FuturesUnordered",
+            file: &["futures-util", "/src/stream/futures_unordered/"],
+            short: "",
+        }],
         fix: "poll the set in the same loop that pushes to it (a select! branch on next())",
         section: "ch11-channels.md#a-futuresunordered-nobody-polls",
     },
     Shape {
         id: "mpsc-unbounded-backlog",
         name: "an unbounded mpsc channel's blocks: its consumer is behind its producers",
-        frames: &["tokio::sync::mpsc::", "UnboundedSender"],
+        frames: &[
+            Pattern {
+                path: "tokio::sync::mpsc::block::Block",
+                file: &["tokio", "/src/sync/mpsc/block.rs"],
+                short: "",
+            },
+            Pattern {
+                path: "tokio::sync::mpsc::unbounded::UnboundedSender",
+                file: &["tokio", "/src/sync/mpsc/unbounded.rs"],
+                short: "send",
+            },
+        ],
         fix: "a bounded channel (send().await waits when the consumer is behind), or shed load",
         section: "ch11-channels.md#an-unbounded-channel-in-front-of-a-slow-consumer",
     },
     Shape {
         id: "mpsc-bounded-blocks",
         name: "a bounded mpsc channel's blocks: as many events as its capacity allows are queued",
-        frames: &["tokio::sync::mpsc::", "tokio::sync::mpsc::bounded::Sender"],
+        frames: &[
+            Pattern {
+                path: "tokio::sync::mpsc::block::Block",
+                file: &["tokio", "/src/sync/mpsc/block.rs"],
+                short: "",
+            },
+            Pattern {
+                path: "tokio::sync::mpsc::bounded::",
+                file: &["tokio", "/src/sync/mpsc/bounded.rs"],
+                short: "",
+            },
+        ],
         fix: "a capacity sized to the lag the consumer may have; box large events",
         section: "ch11-channels.md#a-drained-channel-keeps-its-blocks",
     },
@@ -101,42 +182,66 @@ pub const SHAPES: &[Shape] = &[
         id: "broadcast-ring",
         name: "a broadcast channel's ring (capacity × slot, allocated at creation); a value lives until \
                every receiver has seen it or it is overwritten",
-        frames: &["tokio::sync::broadcast::channel"],
+        frames: &[Pattern {
+            path: "tokio::sync::broadcast::",
+            file: &["tokio", "/src/sync/broadcast.rs"],
+            short: "",
+        }],
         fix: "a capacity sized to the lag subscribers may have, and no receiver that is kept but never read",
         section: "ch11-channels.md#a-broadcast-channel-holds-what-an-idle-receiver-has-not-seen",
     },
     Shape {
         id: "tracing-span-data",
         name: "tracing-subscriber's registry: data of spans that are still open (or never closed)",
-        frames: &["tracing_subscriber::registry"],
+        frames: &[Pattern {
+            path: "tracing_subscriber::registry",
+            file: &["tracing-subscriber", "/src/registry/"],
+            short: "",
+        }],
         fix: "close spans (no span kept for the life of a connection or a task that never ends)",
         section: "chapter 12 (observability): span data",
     },
     Shape {
         id: "seed-leaky-cache",
         name: "the seed's LeakyService cache: every entry kept, none evicted",
-        frames: &["LeakyService", "cache_data"],
+        frames: &[Pattern {
+            path: "LeakyService as ch5_pprof::SeedService>::cache_data",
+            file: &["ch5-pprof/src/bad.rs"],
+            short: "cache_data",
+        }],
         fix: "a cache with a size bound and a TTL (moka)",
         section: "ch5-pprof.md#the-heap-profile",
     },
     Shape {
         id: "seed-leaky-workers",
         name: "the seed's LeakyService workers: each keeps its data and its task, and is never stopped",
-        frames: &["LeakyService", "start_worker"],
+        frames: &[Pattern {
+            path: "LeakyService as ch5_pprof::SeedService>::start_worker",
+            file: &["ch5-pprof/src/bad.rs"],
+            short: "start_worker",
+        }],
         fix: "a cancellation token for every worker, and joining them on shutdown",
         section: "ch5-pprof.md#the-fixed-service",
     },
     Shape {
         id: "cache-only-grows",
         name: "a global or TTL cache that only grows (no size bound, or a sweeper that never runs)",
-        frames: &["ch3_cache::bad::"],
+        frames: &[Pattern {
+            path: "ch3_cache::bad::",
+            file: &["ch3-cache/src/bad.rs"],
+            short: "",
+        }],
         fix: "a size bound as well as a TTL, and a sweeper owned by the cache",
         section: "ch3-cache.md#a-bound-not-only-a-ttl",
     },
     Shape {
         id: "tasks-alive",
         name: "spawned tasks that are still alive: each holds its future and all it owns",
-        frames: &["tokio::task::spawn::spawn"],
+        frames: &[Pattern {
+            path: "tokio::task::spawn::spawn",
+            file: &["tokio", "/src/task/spawn.rs"],
+            short: "",
+        }],
         fix: "give every task a way to stop (a CancellationToken) and wait for it (TaskTracker)",
         section: "ch1-tasks.md#give-every-worker-a-way-to-stop-and-wait-for-it",
     },
@@ -202,7 +307,7 @@ pub struct Match {
     pub value: i64,
     /// What `value` counts.
     pub unit: Unit,
-    /// Samples (or task sites) matched.
+    /// Samples (distinct stacks, or task sites) matched.
     pub samples: usize,
     /// `value` as a share of the whole profile, 0 to 1.
     pub share: f64,
@@ -271,7 +376,7 @@ pub fn match_profile_with(
     least: i64,
 ) -> Result<Vec<Match>, MatchError> {
     let (index, unit) = value_index(profile)?;
-    let stacks = profile::stacks(profile, index);
+    let stacks = named_stacks(profile, index);
     let total: i64 = stacks.iter().map(|(_, value)| value).sum();
     let mut found: Vec<Match> = Vec::new();
     for (stack, value) in stacks {
@@ -285,7 +390,7 @@ pub fn match_profile_with(
             continue;
         };
         let site = Site {
-            frame: stack[outermost].clone(),
+            frame: stack[outermost].name.clone(),
             caller: caller_of(&stack, outermost),
             value,
         };
@@ -371,7 +476,7 @@ pub fn render(matches: &[Match]) -> String {
     for m in matches {
         let _ = writeln!(
             text,
-            "{} — {} in {} sample{} ({:.0}% of the profile)",
+            "{} — {} in {} stack{} ({:.0}% of the profile)",
             m.shape.id,
             m.unit.format(m.value),
             m.samples,
@@ -429,15 +534,80 @@ fn value_index(profile: &Profile) -> Result<(usize, Unit), MatchError> {
     ))
 }
 
-/// If every pattern of `shape` occurs on `stack`, the index of the outermost
-/// (rootmost) frame that matched one.
-fn matched_frames(shape: &Shape, stack: &[String]) -> Option<usize> {
+/// A frame of a stack: its function's name and source file.
+#[derive(Debug, Clone)]
+struct FrameName {
+    name: String,
+    file: String,
+}
+
+/// Each sample as its frames (leaf first, inlined frames expanded) and its
+/// value at `index`.
+fn named_stacks(profile: &Profile, index: usize) -> Vec<(Vec<FrameName>, i64)> {
+    let text = |at: i64| {
+        usize::try_from(at)
+            .ok()
+            .and_then(|at| profile.string_table.get(at))
+            .map_or("", String::as_str)
+    };
+    let functions: HashMap<u64, FrameName> = profile
+        .function
+        .iter()
+        .map(|function| {
+            let frame = FrameName {
+                name: text(function.name).to_string(),
+                file: text(function.filename).to_string(),
+            };
+            (function.id, frame)
+        })
+        .collect();
+    let locations: HashMap<u64, &Location> = profile
+        .location
+        .iter()
+        .map(|location| (location.id, location))
+        .collect();
+    let unknown = |name: String| FrameName {
+        name,
+        file: String::new(),
+    };
+    profile
+        .sample
+        .iter()
+        .map(|sample| {
+            let stack = sample
+                .location_id
+                .iter()
+                .flat_map(|id| match locations.get(id) {
+                    Some(location) if !location.line.is_empty() => location
+                        .line
+                        .iter()
+                        .map(|line| {
+                            functions
+                                .get(&line.function_id)
+                                .cloned()
+                                .unwrap_or_else(|| {
+                                    unknown(format!("function#{}", line.function_id))
+                                })
+                        })
+                        .collect(),
+                    Some(location) => vec![unknown(format!("{:#x}", location.address))],
+                    None => vec![unknown(format!("location#{id}"))],
+                })
+                .collect();
+            (stack, sample.value.get(index).copied().unwrap_or(0))
+        })
+        .collect()
+}
+
+/// If every pattern of `shape` matches a frame of `stack`, the index of the
+/// outermost (rootmost) frame that matched one.
+fn matched_frames(shape: &Shape, stack: &[FrameName]) -> Option<usize> {
     if shape.frames.is_empty() {
         return None;
     }
     let mut outermost = 0;
     for pattern in shape.frames {
-        let last = stack.iter().rposition(|frame| frame.contains(pattern))?;
+        let last = stack.iter().rposition(|frame| pattern.matches(frame))?;
         outermost = outermost.max(last);
     }
     Some(outermost)
@@ -455,22 +625,49 @@ const LIBRARY_PREFIXES: [&str; 8] = [
     "tikv_jemallocator::",
 ];
 
-fn caller_of(stack: &[String], outermost: usize) -> String {
-    let is_library = |frame: &str| {
-        let path = frame.trim_start_matches('<');
-        LIBRARY_PREFIXES
+/// Source paths of dependencies and of the standard library.
+const LIBRARY_SOURCES: [&str; 4] = [
+    "/.cargo/registry/",
+    "/.cargo/git/",
+    "/rustlib/src/",
+    "/rustc/",
+];
+
+fn is_library(frame: &FrameName) -> bool {
+    let path = frame.name.trim_start_matches('<');
+    LIBRARY_PREFIXES
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
+        || profile::is_allocator_frame(&frame.name)
+        || LIBRARY_SOURCES
             .iter()
-            .any(|prefix| path.starts_with(prefix))
-            || profile::is_allocator_frame(frame)
-    };
+            .any(|source| frame.file.contains(source))
+}
+
+/// The frame's name, with its source file when the name alone is an inlined
+/// short one (`{async_fn#0}`).
+fn describe(frame: &FrameName) -> String {
+    if frame.name.contains("::") || frame.file.is_empty() {
+        return frame.name.clone();
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let file = Path::new(&frame.file)
+        .strip_prefix(&cwd)
+        .map_or(frame.file.clone(), |relative| {
+            relative.display().to_string()
+        });
+    format!("{} ({file})", frame.name)
+}
+
+fn caller_of(stack: &[FrameName], outermost: usize) -> String {
     // A matched frame that is the program's own (a seed function) is its own caller.
     if !is_library(&stack[outermost]) {
-        return stack[outermost].clone();
+        return describe(&stack[outermost]);
     }
     stack[outermost + 1..]
         .iter()
         .find(|frame| !is_library(frame))
-        .cloned()
+        .map(describe)
         .unwrap_or_default()
 }
 
@@ -554,6 +751,28 @@ mod tests {
     }
 
     #[test]
+    fn inlined_frames_are_known_by_their_source_file() {
+        // Inlined frames carry only a short name; their file tells whose they are.
+        let mut profile = heap(&[(
+            &["push<app::call::{async_fn_env#0}>", "app::serve"][..],
+            MIB,
+        )]);
+        let push_name = profile.function[0].name;
+        profile.string_table.push(
+            "/root/.cargo/registry/src/index/futures-util-0.3.31/src/stream/futures_unordered/mod.rs"
+                .into(),
+        );
+        profile.function[0].filename = profile.string_table.len() as i64 - 1;
+        assert_eq!(profile.function[0].name, push_name);
+        let matches = match_profile(&profile).unwrap();
+        assert_eq!(matches[0].shape.id, "futures-unordered-unpolled");
+        assert_eq!(matches[0].sites[0].caller, "app::serve");
+        assert_eq!(short_name("tokio::sync::mpsc::list::Tx<T>::push"), "push");
+        assert_eq!(short_name("<app::Cache as app::Store>::insert"), "insert");
+        assert_eq!(short_name("send<u8>"), "send");
+    }
+
+    #[test]
     fn a_joinset_spawn_is_not_counted_as_a_plain_spawn() {
         let matches = match_profile(&heap(&[(
             &[
@@ -617,7 +836,8 @@ mod tests {
 
     #[test]
     fn a_profile_of_unknown_stacks_matches_nothing_and_says_so() {
-        let matches = match_profile(&heap(&[(&["app::load_config", "main"][..], 8 * MIB)])).unwrap();
+        let matches =
+            match_profile(&heap(&[(&["app::load_config", "main"][..], 8 * MIB)])).unwrap();
         assert!(matches.is_empty());
         assert!(render(&matches).starts_with("no known leak shape"));
     }
@@ -679,6 +899,9 @@ mod tests {
             "app::worker::{{closure}} (src/app.rs:10)"
         );
         let text = render(&matches);
-        assert!(text.contains("100 tasks") && text.contains("ch1-tasks.md"), "{text}");
+        assert!(
+            text.contains("100 tasks") && text.contains("ch1-tasks.md"),
+            "{text}"
+        );
     }
 }
