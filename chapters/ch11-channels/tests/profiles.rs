@@ -101,12 +101,23 @@ fn a_saved_profile_of_the_unjoined_set_is_named_with_its_evidence() {
 
 #[test]
 fn the_reaped_set_matches_no_shape() {
-    let shapes = shapes_while_held(|| async {
+    let _turn = ONE_PROFILE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let matches = runtime.block_on(async {
+        warm_up_runtime(100).await;
         let mut server = good::Server::default();
         serve_requests(|id| server.handle(id), REQUESTS).await;
-        server
+        // What a /debug/leakscope/match endpoint would answer.
+        matcher::match_current_heap().await.unwrap()
     });
-    assert_eq!(shapes, NONE);
+    assert_eq!(ids(&matches), NONE);
+    assert!(matcher::render(&matches).starts_with("no known leak shape"));
 }
 
 #[test]
@@ -173,15 +184,19 @@ fn the_right_sized_broadcast_matches_no_shape() {
 
 // ANCHOR: seed_profiles
 #[test]
-fn chapter_5_leaky_service_cache_is_named() {
+fn chapter_5_leaky_service_cache_and_workers_are_named() {
     let shapes = shapes_while_held(|| async {
         let service = ch5_pprof::bad::LeakyService::new();
         for i in 0..ch5_pprof::REQUESTS_PER_PHASE {
             service.cache_data(format!("key-{i}"), ch5_pprof::CACHE_ENTRY_BYTES);
+            if i % ch5_pprof::WORKER_EVERY == 0 {
+                service.start_worker(i);
+            }
         }
         service
     });
-    assert_eq!(shapes, ["seed-leaky-cache"]);
+    // Largest first: 2 000 cache entries of 5 KiB, then 100 workers of 10 KiB.
+    assert_eq!(shapes, ["seed-leaky-cache", "seed-leaky-workers"]);
 }
 
 /// Empties chapter 3's global cache when dropped, before the next profile.

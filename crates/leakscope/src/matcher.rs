@@ -221,7 +221,7 @@ pub const SHAPES: &[Shape] = &[
             short: "start_worker",
         }],
         fix: "a cancellation token for every worker, and joining them on shutdown",
-        section: "ch5-pprof.md#the-fixed-service",
+        section: "ch5-pprof.md#fix",
     },
     Shape {
         id: "cache-only-grows",
@@ -426,9 +426,9 @@ pub fn match_profile_with(
         } else {
             0.0
         };
-        m.sites.sort_by(|a, b| b.value.cmp(&a.value));
+        m.sites.sort_by_key(|site| std::cmp::Reverse(site.value));
     }
-    found.sort_by(|a, b| b.value.cmp(&a.value));
+    found.sort_by_key(|m| std::cmp::Reverse(m.value));
     Ok(found)
 }
 
@@ -436,6 +436,23 @@ pub fn match_profile_with(
 pub fn match_file(path: &Path) -> Result<Vec<Match>, MatchError> {
     let bytes = std::fs::read(path).map_err(MatchError::Read)?;
     match_profile(&profile::decode(&bytes)?)
+}
+
+/// Takes this process's heap profile (as [`crate::profile::heap_profile`]
+/// serves it) and matches it: what a `/debug/leakscope/match` endpoint
+/// returns, through [`render`].
+///
+/// ```no_run
+/// # async fn handler() -> String {
+/// match leakscope::matcher::match_current_heap().await {
+///     Ok(matches) => leakscope::matcher::render(&matches),
+///     Err(error) => format!("{error}\n"),
+/// }
+/// # }
+/// ```
+pub async fn match_current_heap() -> Result<Vec<Match>, MatchError> {
+    let served = profile::heap_profile().await?;
+    match_profile(&profile::decode(&served)?)
 }
 
 /// Matches the sites of a task dump: every place where at least `least`
@@ -458,7 +475,7 @@ pub fn match_task_sites(sites: &[TaskSite], least: usize) -> Vec<Match> {
             }],
         })
         .collect();
-    found.sort_by(|a, b| b.value.cmp(&a.value));
+    found.sort_by_key(|m| std::cmp::Reverse(m.value));
     found
 }
 
