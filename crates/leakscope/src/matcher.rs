@@ -502,7 +502,8 @@ pub fn render(matches: &[Match]) -> String {
         );
         let _ = writeln!(text, "  what: {}", m.shape.name);
         for site in m.sites.iter().take(3) {
-            let caller = if site.caller.is_empty() {
+            // A seed's own function is both the frame and its caller: say it once.
+            let caller = if site.caller.is_empty() || site.caller == site.frame {
                 String::new()
             } else {
                 format!(", called from {}", site.caller)
