@@ -247,8 +247,9 @@ pub const SHAPES: &[Shape] = &[
     },
 ];
 
-/// The shape [`match_task_sites`] reports: many tasks waiting at one place.
-pub const TASKS_WAITING: Shape = Shape {
+/// The shape [`match_task_sites`] reports, and [`match_profile`] for a
+/// stack of a task profile that no row names: many tasks waiting at one place.
+pub static TASKS_WAITING: Shape = Shape {
     id: "tasks-never-end",
     name: "many tasks waiting at the same place: tasks with no way to end",
     frames: &[],
@@ -383,10 +384,14 @@ pub fn match_profile_with(
         if value <= 0 {
             continue;
         }
-        let Some((shape, outermost)) = shapes
+        let named = shapes
             .iter()
-            .find_map(|shape| matched_frames(shape, &stack).map(|outermost| (shape, outermost)))
-        else {
+            .find_map(|shape| matched_frames(shape, &stack).map(|outermost| (shape, outermost)));
+        let Some((shape, outermost)) = named.or(match unit {
+            // In a task profile, many tasks waiting at one leaf are a shape of their own.
+            Unit::Tasks if !stack.is_empty() => Some((&TASKS_WAITING, 0)),
+            _ => None,
+        }) else {
             continue;
         };
         let site = Site {
@@ -872,6 +877,26 @@ mod tests {
         let matches = match_profile(&profile).unwrap();
         assert_eq!((matches[0].unit, matches[0].value), (Unit::Tasks, 12));
         assert!(render(&matches).contains("12 tasks"));
+    }
+
+    #[test]
+    fn a_goroutine_profile_of_a_task_dump_names_tasks_that_never_end() {
+        let sites = [TaskSite {
+            tasks: 100,
+            function: "app::worker::{{closure}}".into(),
+            location: "src/app.rs:10".into(),
+            stack: vec!["app::worker::{{closure}}".into(), "app::start".into()],
+        }];
+        let matches = match_profile(&profile::task_profile(&sites)).unwrap();
+        assert_eq!(ids_and_values(&matches), [("tasks-never-end", 100)]);
+        assert_eq!(
+            matches[0].sites[0].frame,
+            "app::worker::{{closure}} (src/app.rs:10)"
+        );
+    }
+
+    fn ids_and_values(matches: &[Match]) -> Vec<(&'static str, i64)> {
+        matches.iter().map(|m| (m.shape.id, m.value)).collect()
     }
 
     #[test]
