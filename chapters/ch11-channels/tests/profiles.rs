@@ -160,6 +160,41 @@ fn the_bounded_queue_matches_no_shape() {
     assert_eq!(shapes, NONE);
 }
 
+/// Channels in the drained-queue profiles: one per connection of a small service.
+const DRAINED_CHANNELS: usize = 20;
+
+// ANCHOR: drained_profile
+#[test]
+fn the_blocks_many_drained_channels_keep_are_named() {
+    let shapes = shapes_while_held(|| async {
+        let mut queues: Vec<_> = (0..DRAINED_CHANNELS)
+            .map(|_| bad::EventQueue::start())
+            .collect();
+        futures::future::join_all(queues.iter_mut().map(|queue| queue.publish_all(EVENTS))).await;
+        for queue in &queues {
+            queue.wait_until_drained().await;
+        }
+        queues
+    });
+    assert_eq!(shapes, ["mpsc-unbounded-backlog"]);
+}
+
+#[test]
+fn many_drained_channels_of_boxed_events_match_no_shape() {
+    let shapes = shapes_while_held(|| async {
+        let mut queues: Vec<_> = (0..DRAINED_CHANNELS)
+            .map(|_| good::EventQueue::start())
+            .collect();
+        futures::future::join_all(queues.iter_mut().map(|queue| queue.publish_all(EVENTS))).await;
+        for queue in &queues {
+            queue.wait_until_drained().await;
+        }
+        queues
+    });
+    assert_eq!(shapes, NONE);
+}
+// ANCHOR_END: drained_profile
+
 #[test]
 fn the_oversized_broadcast_is_named() {
     let shapes = shapes_while_held(|| async {

@@ -144,7 +144,8 @@ pub const SHAPES: &[Shape] = &[
     },
     Shape {
         id: "mpsc-unbounded-backlog",
-        name: "an unbounded mpsc channel's blocks: its consumer is behind its producers",
+        name: "an unbounded mpsc channel's blocks: a consumer behind its producers, or the few blocks \
+               each of many drained channels keeps",
         frames: &[
             Pattern {
                 path: "tokio::sync::mpsc::block::Block",
@@ -157,7 +158,8 @@ pub const SHAPES: &[Shape] = &[
                 short: "send",
             },
         ],
-        fix: "a bounded channel (send().await waits when the consumer is behind), or shed load",
+        fix: "a bounded channel (send().await waits when the consumer is behind), or shed load; \
+              with many long-lived channels, box large messages",
         section: "ch11-channels.md#an-unbounded-channel-in-front-of-a-slow-consumer",
     },
     Shape {
