@@ -19,6 +19,8 @@
 //!   robust trend test rather than absolute limits.
 //! * `profile` (feature `pprof`) — heap profiles in pprof's format that
 //!   `go tool pprof` reads.
+//! * `matcher` (feature `pprof`) — names the leak shapes of this book in a
+//!   heap profile or a task dump: the shape, the evidence, the section to read.
 //! * [`report`] and `chart` (feature `chart`) — tables, sparklines and SVG
 //!   charts for showing those numbers to people.
 //!
@@ -72,6 +74,8 @@ pub mod chart;
 pub mod check;
 pub mod detect;
 pub mod heap;
+#[cfg(feature = "pprof")]
+pub mod matcher;
 pub mod monitor;
 #[cfg(feature = "pprof")]
 pub mod profile;
