@@ -29,9 +29,15 @@ const TRAFFIC_TIME: Duration = Duration::from_secs(120);
 
 /// The in-use bytes under each function (`cum`), as chapter 5's
 /// `/debug/pprof/heap` serves them.
-async fn heap_by_function() -> Vec<FunctionCost> {
+async fn heap_by_function() -> (Vec<FunctionCost>, Vec<&'static str>) {
     let served = profile::heap_profile().await.expect("heap profiling is on");
-    profile::top(&profile::decode(&served).expect("a pprof profile"), 0)
+    let heap = profile::decode(&served).expect("a pprof profile");
+    let shapes = leakscope::matcher::match_profile(&heap)
+        .expect("a heap profile")
+        .iter()
+        .map(|found| found.shape.id)
+        .collect();
+    (profile::top(&heap, 0), shapes)
 }
 
 /// The most bytes in use under any function whose name contains `frame`.
@@ -114,11 +120,22 @@ async fn each_shape_is_named_by_its_frames_in_a_heap_profile() {
     // The good side first: a dropped recorder's blocks are reclaimed by
     // crossbeam-epoch some time later, and would count under the same frame.
     let good_side = serve_good_side().await;
-    let good = heap_by_function().await;
+    let (good, good_shapes) = heap_by_function().await;
     drop(good_side);
     let bad_side = serve_bad_side().await;
-    let bad = heap_by_function().await;
+    let (bad, bad_shapes) = heap_by_function().await;
     drop(bad_side);
+
+    // leakscope's matcher names each bad shape, and nothing on the good side.
+    assert!(good_shapes.is_empty(), "{good_shapes:?}");
+    for shape in [
+        "tracing-span-data",
+        "tracing-events-on-span",
+        "metrics-label-series",
+        "metrics-histogram-buffer",
+    ] {
+        assert!(bad_shapes.contains(&shape), "{shape} not in {bad_shapes:?}");
+    }
 
     // Span slots, kept by the registries of the first two shapes.
     assert!(bytes_under(&bad, SPAN_SLOTS) >= REQUESTS as i64 * 100);

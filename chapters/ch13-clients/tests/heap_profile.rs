@@ -81,6 +81,9 @@ async fn run_scenarios(side: Side, scratch: Arc<dyn ScratchSpace>) -> Kept {
 /// In-use bytes per shape, summed over the stacks whose frames name it.
 #[derive(Debug)]
 struct ShapeBytes {
+    /// What leakscope's matcher names in the profile (threshold lowered to
+    /// 16 KiB: the handler leaks 32 bytes a request, 32 000 in this run).
+    matched: Vec<&'static str>,
     leaked_in_handler: i64,
     scratch_on_blocking_threads: i64,
     connection_read_buffers: i64,
@@ -98,7 +101,14 @@ async fn profile_by_shape() -> ShapeBytes {
             .sum()
     };
     let has = |stack: &[String], part: &str| stack.iter().any(|frame| frame.contains(part));
+    let matched =
+        leakscope::matcher::match_profile_with(&heap, leakscope::matcher::SHAPES, 16 * 1024)
+            .expect("a heap profile")
+            .iter()
+            .map(|found| found.shape.id)
+            .collect();
     ShapeBytes {
+        matched,
         // ANCHOR: shape_frames
         leaked_in_handler: bytes_where(&|stack| {
             has(stack, "::check_token") && has(stack, "axum::handler")
@@ -129,6 +139,7 @@ fn each_bad_side_shows_in_the_heap_profile_under_its_own_frames() {
     assert!(good.scratch_on_blocking_threads < 2 * 64 * 1024, "{good:?}");
     assert_eq!(good.connection_read_buffers, 0, "{good:?}");
     assert!(good.rate_limit_table < 4096, "{good:?}");
+    assert!(good.matched.is_empty(), "{good:?}");
 
     let by_thread: Arc<dyn ScratchSpace> = Arc::new(bad::ScratchByThread::default());
     runtime.block_on(render_on_retiring_threads(
@@ -145,5 +156,13 @@ fn each_bad_side_shows_in_the_heap_profile_under_its_own_frames() {
     );
     assert!(bad.connection_read_buffers >= 4 * 1024 * 1024, "{bad:?}");
     assert!(bad.rate_limit_table >= 6 * 1024 * 1024, "{bad:?}");
+    for shape in [
+        "leaked-in-handler",
+        "scratch-per-thread",
+        "pooled-read-buffer",
+        "map-after-spike",
+    ] {
+        assert!(bad.matched.contains(&shape), "{shape}: {bad:?}");
+    }
 }
 // ANCHOR_END: heap_profile_frames

@@ -194,14 +194,100 @@ pub const SHAPES: &[Shape] = &[
     },
     Shape {
         id: "tracing-span-data",
-        name: "tracing-subscriber's registry: data of spans that are still open (or never closed)",
+        name: "tracing-subscriber's registry: data of spans that are still open, or that no layer \
+               lets it release",
         frames: &[Pattern {
             path: "tracing_subscriber::registry",
             file: &["tracing-subscriber", "/src/registry/"],
             short: "",
         }],
-        fix: "close spans (no span kept for the life of a connection or a task that never ends)",
-        section: "chapter 12 (observability): span data",
+        fix: "a registry with layers (never a bare Registry), wrappers that forward downcast_raw, \
+              and no span kept for the life of a connection",
+        section: "ch12-observability.md#a-registry-without-layers",
+    },
+    Shape {
+        id: "tracing-events-on-span",
+        name: "events a layer keeps on a span that lives as long as a connection or the process",
+        frames: &[Pattern {
+            path: "tracing_core::event::Event::dispatch",
+            file: &["tracing-core", "/src/event.rs"],
+            short: "dispatch",
+        }],
+        fix: "log per-request events in a per-request span",
+        section: "ch12-observability.md#a-long-lived-span-that-collects-every-event",
+    },
+    Shape {
+        id: "metrics-histogram-buffer",
+        name: "histogram samples a Prometheus recorder buffers until an upkeep task drains them",
+        frames: &[Pattern {
+            path: "metrics_util::storage::bucket::AtomicBucket",
+            file: &["metrics-util", "/src/storage/bucket.rs"],
+            short: "",
+        }],
+        fix: "run the recorder's upkeep task (PrometheusBuilder::install, or spawn run_upkeep)",
+        section: "ch12-observability.md#histograms-nobody-drains",
+    },
+    Shape {
+        id: "metrics-label-series",
+        name: "one metric series per distinct label value: labels from raw paths, ids or user input",
+        frames: &[Pattern {
+            path: "metrics_util::registry::Registry",
+            file: &["metrics-util", "/src/registry/"],
+            short: "",
+        }],
+        fix: "labels from a small fixed set (route templates, status classes)",
+        section: "ch12-observability.md#raw-paths-as-labels",
+    },
+    Shape {
+        id: "leaked-in-handler",
+        name: "memory a request handler leaks on purpose (Box::leak, String::leak) on every request",
+        frames: &[Pattern {
+            path: "ch13_clients::bad::check_token",
+            file: &["ch13-clients/src/bad.rs"],
+            short: "check_token",
+        }],
+        fix: "borrow or own per-request data instead of leaking it to meet a 'static bound",
+        section: "ch13-clients.md#borrow-instead-of-leaking",
+    },
+    Shape {
+        id: "scratch-per-thread",
+        name: "scratch buffers kept per thread id while blocking-pool threads come and go",
+        frames: &[Pattern {
+            path: "ScratchByThread as ch13_clients::ScratchSpace>::with_scratch",
+            file: &["ch13-clients/src/bad.rs"],
+            short: "with_scratch",
+        }],
+        fix: "keep scratch space in a pool that is not tied to threads",
+        section: "ch13-clients.md#pool-scratch-space-not-threads",
+    },
+    Shape {
+        id: "pooled-read-buffer",
+        name: "a pooled connection's read buffer, grown by its largest response and kept with it",
+        frames: &[
+            Pattern {
+                path: "bytes::bytes_mut::BytesMut::reserve_inner",
+                file: &["bytes", "/src/bytes_mut.rs"],
+                short: "reserve_inner",
+            },
+            Pattern {
+                path: "ch13_clients::",
+                file: &["ch13-clients/src/"],
+                short: "",
+            },
+        ],
+        fix: "give the buffer back after a large response (sqlx's shrink_buffers)",
+        section: "ch13-clients.md#give-the-buffer-back-after-a-large-response",
+    },
+    Shape {
+        id: "map-after-spike",
+        name: "a map swept after a spike that keeps the spike's capacity",
+        frames: &[Pattern {
+            path: "ch13_clients::RateLimitStorage::check",
+            file: &["ch13-clients/src/lib.rs"],
+            short: "check",
+        }],
+        fix: "shrink the map after the sweep",
+        section: "ch13-clients.md#shrink-the-map-after-the-sweep",
     },
     Shape {
         id: "seed-leaky-cache",
