@@ -24,8 +24,10 @@ pub static malloc_conf: &[u8] = b"prof:true,prof_active:true,lg_prof_sample:0\0"
 /// each one costs a stack walk, and the frames are the same at any size.
 const REQUESTS: usize = 2_000;
 
-/// Two minutes of histogram traffic: 12 000 samples.
-const TRAFFIC_TIME: Duration = Duration::from_secs(120);
+/// Twenty minutes of histogram traffic (120 000 samples, on the paused
+/// clock): long enough that the undrained buffer outgrows what the drained
+/// one holds between two upkeep runs, which the matcher allows for.
+const TRAFFIC_TIME: Duration = Duration::from_secs(1200);
 
 /// The in-use bytes under each function (`cum`), as chapter 5's
 /// `/debug/pprof/heap` serves them.
@@ -35,7 +37,13 @@ async fn heap_by_function() -> (Vec<FunctionCost>, Vec<&'static str>) {
     let shapes = leakscope::matcher::match_profile(&heap)
         .expect("a heap profile")
         .iter()
-        .map(|found| found.shape.id)
+        .map(|found| {
+            eprintln!(
+                "{}: {} B in {} stacks",
+                found.shape.id, found.value, found.samples
+            );
+            found.shape.id
+        })
         .collect();
     (profile::top(&heap, 0), shapes)
 }

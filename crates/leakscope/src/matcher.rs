@@ -114,6 +114,9 @@ pub struct Shape {
     pub fix: &'static str,
     /// The book's page and section that show the shape and its fix.
     pub section: &'static str,
+    /// Bytes a healthy service holds in this shape anyway (a bounded buffer
+    /// between two drains); a heap profile is named by it only above this.
+    pub working_set: i64,
 }
 
 /// The shapes this book shows, most specific first: a sample goes to the
@@ -130,6 +133,7 @@ pub const SHAPES: &[Shape] = &[
         fix: "reap finished tasks (try_join_next before each spawn, or a join_next branch in the \
               select loop); use a TaskTracker when the results are not wanted",
         section: "ch11-channels.md#a-joinset-nobody-joins",
+        working_set: 0,
     },
     Shape {
         id: "futures-unordered-unpolled",
@@ -141,6 +145,7 @@ pub const SHAPES: &[Shape] = &[
         }],
         fix: "poll the set in the same loop that pushes to it (a select! branch on next())",
         section: "ch11-channels.md#a-futuresunordered-nobody-polls",
+        working_set: 0,
     },
     Shape {
         id: "mpsc-unbounded-backlog",
@@ -161,6 +166,7 @@ pub const SHAPES: &[Shape] = &[
         fix: "a bounded channel (send().await waits when the consumer is behind), or shed load; \
               with many long-lived channels, box large messages",
         section: "ch11-channels.md#an-unbounded-channel-in-front-of-a-slow-consumer",
+        working_set: 0,
     },
     Shape {
         id: "mpsc-bounded-blocks",
@@ -179,6 +185,7 @@ pub const SHAPES: &[Shape] = &[
         ],
         fix: "a capacity sized to the lag the consumer may have; box large events",
         section: "ch11-channels.md#a-drained-channel-keeps-its-blocks",
+        working_set: 0,
     },
     Shape {
         id: "broadcast-ring",
@@ -191,19 +198,22 @@ pub const SHAPES: &[Shape] = &[
         }],
         fix: "a capacity sized to the lag subscribers may have, and no receiver that is kept but never read",
         section: "ch11-channels.md#a-broadcast-channel-holds-what-an-idle-receiver-has-not-seen",
+        working_set: 0,
     },
     Shape {
         id: "tracing-span-data",
         name: "tracing-subscriber's registry: data of spans that are still open, or that no layer \
                lets it release",
         frames: &[Pattern {
-            path: "tracing_subscriber::registry",
-            file: &["tracing-subscriber", "/src/registry/"],
+            // The per-span slots; the registry's fixed shard table is not span data.
+            path: "tracing_subscriber::registry::sharded::DataInner",
+            file: &[],
             short: "",
         }],
         fix: "a registry with layers (never a bare Registry), wrappers that forward downcast_raw, \
               and no span kept for the life of a connection",
         section: "ch12-observability.md#a-registry-without-layers",
+        working_set: 0,
     },
     Shape {
         id: "tracing-events-on-span",
@@ -215,6 +225,7 @@ pub const SHAPES: &[Shape] = &[
         }],
         fix: "log per-request events in a per-request span",
         section: "ch12-observability.md#a-long-lived-span-that-collects-every-event",
+        working_set: 0,
     },
     Shape {
         id: "metrics-histogram-buffer",
@@ -226,6 +237,8 @@ pub const SHAPES: &[Shape] = &[
         }],
         fix: "run the recorder's upkeep task (PrometheusBuilder::install, or spawn run_upkeep)",
         section: "ch12-observability.md#histograms-nobody-drains",
+        // Samples recorded between two upkeep runs (every 5 s by default).
+        working_set: 1 << 20,
     },
     Shape {
         id: "metrics-label-series",
@@ -237,6 +250,7 @@ pub const SHAPES: &[Shape] = &[
         }],
         fix: "labels from a small fixed set (route templates, status classes)",
         section: "ch12-observability.md#raw-paths-as-labels",
+        working_set: 0,
     },
     Shape {
         id: "leaked-in-handler",
@@ -248,6 +262,7 @@ pub const SHAPES: &[Shape] = &[
         }],
         fix: "borrow or own per-request data instead of leaking it to meet a 'static bound",
         section: "ch13-clients.md#borrow-instead-of-leaking",
+        working_set: 0,
     },
     Shape {
         id: "scratch-per-thread",
@@ -259,6 +274,7 @@ pub const SHAPES: &[Shape] = &[
         }],
         fix: "keep scratch space in a pool that is not tied to threads",
         section: "ch13-clients.md#pool-scratch-space-not-threads",
+        working_set: 0,
     },
     Shape {
         id: "pooled-read-buffer",
@@ -277,6 +293,7 @@ pub const SHAPES: &[Shape] = &[
         ],
         fix: "give the buffer back after a large response (sqlx's shrink_buffers)",
         section: "ch13-clients.md#give-the-buffer-back-after-a-large-response",
+        working_set: 0,
     },
     Shape {
         id: "map-after-spike",
@@ -288,6 +305,7 @@ pub const SHAPES: &[Shape] = &[
         }],
         fix: "shrink the map after the sweep",
         section: "ch13-clients.md#shrink-the-map-after-the-sweep",
+        working_set: 0,
     },
     Shape {
         id: "seed-leaky-cache",
@@ -299,6 +317,7 @@ pub const SHAPES: &[Shape] = &[
         }],
         fix: "a cache with a size bound and a TTL (moka)",
         section: "ch5-pprof.md#the-heap-profile",
+        working_set: 0,
     },
     Shape {
         id: "seed-leaky-workers",
@@ -310,6 +329,7 @@ pub const SHAPES: &[Shape] = &[
         }],
         fix: "a cancellation token for every worker, and joining them on shutdown",
         section: "ch5-pprof.md#fix",
+        working_set: 0,
     },
     Shape {
         id: "cache-only-grows",
@@ -321,6 +341,7 @@ pub const SHAPES: &[Shape] = &[
         }],
         fix: "a size bound as well as a TTL, and a sweeper owned by the cache",
         section: "ch3-cache.md#a-bound-not-only-a-ttl",
+        working_set: 0,
     },
     Shape {
         id: "tasks-alive",
@@ -332,6 +353,7 @@ pub const SHAPES: &[Shape] = &[
         }],
         fix: "give every task a way to stop (a CancellationToken) and wait for it (TaskTracker)",
         section: "ch1-tasks.md#give-every-worker-a-way-to-stop-and-wait-for-it",
+        working_set: 0,
     },
 ];
 
@@ -343,6 +365,7 @@ pub static TASKS_WAITING: Shape = Shape {
     frames: &[],
     fix: "give every task a way to stop (a CancellationToken it selects on) and wait for it",
     section: "ch1-tasks.md#give-every-worker-a-way-to-stop-and-wait-for-it",
+    working_set: 0,
 };
 
 /// The least a shape must hold in a heap profile to be reported: below it,
@@ -512,7 +535,7 @@ pub fn match_profile_with(
             None => entry.sites.push(site),
         }
     }
-    found.retain(|m| m.value >= least);
+    found.retain(|m| m.value >= least && (m.unit != Unit::Bytes || m.value > m.shape.working_set));
     for m in &mut found {
         m.share = if total > 0 {
             m.value as f64 / total as f64
@@ -833,7 +856,7 @@ mod tests {
             ),
             (
                 &[
-                    "tracing_subscriber::registry::sharded::Registry::new_span",
+                    "sharded_slab::page::slot::Slot<tracing_subscriber::registry::sharded::DataInner>::new",
                     "app::handle",
                 ],
                 "tracing-span-data",
