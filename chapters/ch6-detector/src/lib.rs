@@ -19,6 +19,7 @@
 pub mod bad;
 pub mod eval;
 pub mod good;
+pub mod prom;
 pub mod scenario;
 pub mod traces;
 
