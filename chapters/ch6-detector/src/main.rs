@@ -75,7 +75,8 @@ fn total_cells(score: &FamilyScore, quiet_traces: usize) -> [String; 2] {
 /// The Prometheus rules' outcomes, or why there are none.
 fn prometheus(cases: &[Case]) -> Result<Vec<Outcome>, prom::PromError> {
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("alerts.yml");
-    let scratch = std::env::temp_dir().join(format!("ch6-detector-promtool-{}", std::process::id()));
+    let scratch =
+        std::env::temp_dir().join(format!("ch6-detector-promtool-{}", std::process::id()));
     let traces: Vec<(&str, &[Observation])> = cases
         .iter()
         .map(|case| (case.name.as_str(), case.trace.as_slice()))
@@ -206,9 +207,9 @@ fn per_trace(part: Part) {
                 kinds.join(" ")
             )
         };
-        let leak = case
-            .leak_from
-            .map_or("—".to_string(), |row| format!("{:.1} min", minute(&case.trace, row)));
+        let leak = case.leak_from.map_or("—".to_string(), |row| {
+            format!("{:.1} min", minute(&case.trace, row))
+        });
         table.row([
             case.name.clone(),
             leak,
@@ -266,9 +267,9 @@ fn eval_files(arguments: &[String]) -> ExitCode {
         "false",
     ]);
     for (path, truth, trace) in &files {
-        let leak_from = truth.flatten().map(|seconds| {
-            trace.partition_point(|o| o.t_ms < seconds * 1000)
-        });
+        let leak_from = truth
+            .flatten()
+            .map(|seconds| trace.partition_point(|o| o.t_ms < seconds * 1000));
         for (name, detector) in [
             ("seed", seed_detector as DetectorFn),
             ("leakscope", leakscope_detector),
@@ -282,11 +283,9 @@ fn eval_files(arguments: &[String]) -> ExitCode {
                 None => ("?".to_string(), "?".to_string()),
                 Some(None) => ("—".to_string(), scored.false_alerts.to_string()),
                 Some(Some(_)) => (
-                    scored
-                        .ms_to_first_true
-                        .map_or("missed".to_string(), |ms| {
-                            format!("+{:.1} min", ms as f64 / 60_000.0)
-                        }),
+                    scored.ms_to_first_true.map_or("missed".to_string(), |ms| {
+                        format!("+{:.1} min", ms as f64 / 60_000.0)
+                    }),
                     scored.false_alerts.to_string(),
                 ),
             };
@@ -337,21 +336,29 @@ fn write_traces(dir: &str) -> ExitCode {
             eprintln!("{}: {error}", path.display());
             return ExitCode::FAILURE;
         }
-        let leak = case
-            .leak_from
-            .map_or("none".to_string(), |row| (case.trace[row].t_ms / 1000).to_string());
+        let leak = case.leak_from.map_or("none".to_string(), |row| {
+            (case.trace[row].t_ms / 1000).to_string()
+        });
         let part = match case.part {
             Part::Tuning => "tuning",
             Part::HeldOut => "held-out",
         };
-        labels.push_str(&format!("{},{},{part},{leak}\n", case.name, case.family.name()));
+        labels.push_str(&format!(
+            "{},{},{part},{leak}\n",
+            case.name,
+            case.family.name()
+        ));
     }
     let path = dir.join("labels.csv");
     if let Err(error) = std::fs::write(&path, labels) {
         eprintln!("{}: {error}", path.display());
         return ExitCode::FAILURE;
     }
-    println!("wrote the corpus and {} into {}", "labels.csv", dir.display());
+    println!(
+        "wrote the corpus and {} into {}",
+        "labels.csv",
+        dir.display()
+    );
     ExitCode::SUCCESS
 }
 
@@ -419,7 +426,8 @@ fn charts(dir: &str) -> ExitCode {
         }
         println!(
             "wrote {}",
-            dir.join(format!("ch6-detector-{}.svg", case.name)).display()
+            dir.join(format!("ch6-detector-{}.svg", case.name))
+                .display()
         );
     }
     ExitCode::SUCCESS

@@ -188,7 +188,10 @@ pub fn corpus() -> Vec<Case> {
 
 /// One part of the corpus.
 pub fn part(part: Part) -> Vec<Case> {
-    corpus().into_iter().filter(|case| case.part == part).collect()
+    corpus()
+        .into_iter()
+        .filter(|case| case.part == part)
+        .collect()
 }
 
 /// Path of a shipped (recorded) trace's file.
@@ -260,9 +263,13 @@ pub const SAWTOOTH_PERIODS: [f64; 8] = [5.0, 8.0, 30.0, 45.0, 60.0, 100.0, 180.0
 /// Generates draw `draw` of `family`.
 pub fn generate(family: Family, draw: u64) -> Case {
     // A seed per family and draw, fixed forever.
-    let seed = family.name().bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
-        (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3)
-    }) ^ draw.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let seed = family
+        .name()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+            (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3)
+        })
+        ^ draw.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let mut rng = Noise(seed);
     let duration = family.duration_s();
     let interval = family.interval_s();

@@ -673,7 +673,8 @@ impl Detector {
             level.window.push_back(floor);
             finished = Some(floor);
             for kind in AlertKind::ALL {
-                if let Some(alert) = self.decide(index, kind, warm_until, sample, observation.t_ms) {
+                if let Some(alert) = self.decide(index, kind, warm_until, sample, observation.t_ms)
+                {
                     alerts.push(alert);
                 }
             }
