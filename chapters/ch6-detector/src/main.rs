@@ -24,6 +24,7 @@ usage: ch6-detector [bad|good]         score the seed's (bad) and leakscope's (g
                                        and alerts.yml under promtool, on the held-out traces
        ch6-detector tuning             the same on the tuning traces
        ch6-detector traces tuning|held-out   each trace's first alerts, one row each
+       ch6-detector markdown held-out|legend   the held-out table, or the families, in Markdown
        ch6-detector eval FILE.csv[@S]… score both on your own traces (CSV header:
                                        t_ms,heap_bytes,objects,tasks); @S: the leak starts at
                                        S seconds, @none: nothing leaks (ground truth, optional)
@@ -40,17 +41,27 @@ struct Sides {
 /// A family's cell: leaks caught and the median time to the first alert,
 /// or the quiet traces with false alerts and how many alerts.
 fn cell(family: Family, score: &FamilyScore) -> String {
+    let alerts = |count: usize| match count {
+        1 => "1 alert".to_string(),
+        _ => format!("{count} alerts"),
+    };
     if family.leaks() {
-        match score.median_minutes() {
-            Some(median) => format!("{}/{} caught, {median:.1} min", score.caught, score.leaking),
-            None => format!("0/{} caught", score.leaking),
+        let caught = match score.median_minutes() {
+            Some(median) => format!("{}/{}, {median:.1} min", score.caught, score.leaking),
+            None => format!("0/{}", score.leaking),
+        };
+        match score.false_alerts {
+            0 => caught,
+            early => format!("{caught} ({} before)", alerts(early)),
         }
     } else if score.false_alerts == 0 {
         "no alert".to_string()
     } else {
         format!(
-            "{}/{} false ({} alerts)",
-            score.traces_with_false_alerts, score.traces, score.false_alerts
+            "false on {}/{} ({})",
+            score.traces_with_false_alerts,
+            score.traces,
+            alerts(score.false_alerts)
         )
     }
 }
@@ -86,17 +97,28 @@ fn prometheus(cases: &[Case]) -> Result<Vec<Outcome>, prom::PromError> {
     result
 }
 
-fn corpus_table(sides: Sides, part: Part) {
+/// Prints `rows` as a Markdown table (for the page: it wraps to fit).
+fn markdown(header: &[String], rows: &[Vec<String>]) {
+    println!("| {} |", header.join(" | "));
+    println!("|{}", "---|".repeat(header.len()));
+    for row in rows {
+        println!("| {} |", row.join(" | "));
+    }
+}
+
+fn corpus_table(sides: Sides, part: Part, as_markdown: bool) {
     let cases = traces::part(part);
     let what = match part {
         Part::HeldOut => "held-out",
         Part::Tuning => "tuning",
     };
-    println!(
-        "ch6-detector: {} {what} traces of {} families (1 h or 3 h each)\n",
-        cases.len(),
-        Family::ALL.len()
-    );
+    if !as_markdown {
+        println!(
+            "ch6-detector: {} {what} traces of {} families (1 h or 3 h each)\n",
+            cases.len(),
+            Family::ALL.len()
+        );
+    }
     let mut detectors: Vec<(&str, Vec<Outcome>)> = Vec::new();
     let run = |detector: DetectorFn| -> Vec<Outcome> {
         cases.iter().map(|case| detector(&case.trace)).collect()
@@ -121,14 +143,14 @@ fn corpus_table(sides: Sides, part: Part) {
 
     let mut header = vec!["family".to_string(), "traces".to_string()];
     header.extend(scores.iter().map(|(name, _)| name.to_string()));
-    let mut table = Table::new(header);
+    let mut rows: Vec<Vec<String>> = Vec::new();
     for (index, family) in Family::ALL.into_iter().enumerate() {
         let mut cells = vec![
             family.name().to_string(),
             scores[0].1[index].1.traces.to_string(),
         ];
         cells.extend(scores.iter().map(|(_, s)| cell(family, &s[index].1)));
-        table.row(cells);
+        rows.push(cells);
     }
     let quiet_traces = cases.iter().filter(|c| !c.family.leaks()).count();
     for line in 0..2 {
@@ -153,30 +175,26 @@ fn corpus_table(sides: Sides, part: Part) {
                 total_cells(&totals(&quiet), quiet_traces)[1].clone()
             });
         }
-        table.row(cells);
+        rows.push(cells);
+    }
+    if as_markdown {
+        markdown(&header, &rows);
+        return;
+    }
+    let mut table = Table::new(header);
+    for row in rows {
+        table.row(row);
     }
     print!("{table}");
     println!(
-        "\ncaught: leaking traces with an alert after the leak started, and the median time from\n\
-         the start of the leak to that first alert. false: quiet traces with an alert (and how\n\
-         many alerts; the seed repeats its alert at every 10 s analysis while its condition\n\
-         holds, leakscope raises once per condition, alerts.yml counts firing episodes)."
+        "\nleaking families: traces caught (an alert after the leak started), the median time from\n\
+         the start of the leak to that first alert, and alerts raised before the leak began.\n\
+         quiet families: traces with false alerts, and how many alerts (the seed repeats its\n\
+         alert at every 10 s analysis while its condition holds, leakscope raises once per\n\
+         condition, alerts.yml counts firing episodes)."
     );
     if let Some(note) = prometheus_note {
         println!("{note}");
-    }
-    let early: usize = scores
-        .iter()
-        .map(|(_, families)| {
-            families
-                .iter()
-                .filter(|(f, _)| f.leaks())
-                .map(|(_, s)| s.false_alerts)
-                .sum::<usize>()
-        })
-        .sum();
-    if early > 0 {
-        println!("alerts before a leak started, on leaking traces: {early} (all detectors)");
     }
     let mut legend = Table::new(["family", "what varies between its traces"]);
     for family in Family::ALL {
@@ -354,11 +372,7 @@ fn write_traces(dir: &str) -> ExitCode {
         eprintln!("{}: {error}", path.display());
         return ExitCode::FAILURE;
     }
-    println!(
-        "wrote the corpus and {} into {}",
-        "labels.csv",
-        dir.display()
-    );
+    println!("wrote the corpus and labels.csv into {}", dir.display());
     ExitCode::SUCCESS
 }
 
@@ -441,8 +455,29 @@ fn main() -> ExitCode {
         leakscope: true,
     };
     match words[..] {
-        [] => corpus_table(both, Part::HeldOut),
-        ["tuning"] => corpus_table(both, Part::Tuning),
+        [] => corpus_table(both, Part::HeldOut, false),
+        ["tuning"] => corpus_table(both, Part::Tuning, false),
+        ["markdown", "held-out"] => corpus_table(both, Part::HeldOut, true),
+        ["markdown", "legend"] => {
+            let rows: Vec<Vec<String>> = Family::ALL
+                .iter()
+                .map(|f| {
+                    vec![
+                        f.name().to_string(),
+                        if f.leaks() { "yes" } else { "no" }.to_string(),
+                        f.description().to_string(),
+                    ]
+                })
+                .collect();
+            markdown(
+                &[
+                    "family".into(),
+                    "leaks".into(),
+                    "what varies between its traces".into(),
+                ],
+                &rows,
+            );
+        }
         ["traces", "tuning"] => per_trace(Part::Tuning),
         ["traces", "held-out"] => per_trace(Part::HeldOut),
         ["bad"] => corpus_table(
@@ -451,6 +486,7 @@ fn main() -> ExitCode {
                 ..both
             },
             Part::HeldOut,
+            false,
         ),
         ["good"] => corpus_table(
             Sides {
@@ -458,6 +494,7 @@ fn main() -> ExitCode {
                 ..both
             },
             Part::HeldOut,
+            false,
         ),
         ["eval", _, ..] => return eval_files(&args[1..]),
         ["write-traces", dir] => return write_traces(dir),

@@ -386,7 +386,7 @@ pub fn generate(family: Family, draw: u64) -> Case {
         name: format!("{}-{draw}", family.name()),
         family,
         draw,
-        part: if draw % 2 == 0 {
+        part: if draw.is_multiple_of(2) {
             Part::Tuning
         } else {
             Part::HeldOut
