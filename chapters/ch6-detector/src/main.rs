@@ -376,53 +376,50 @@ fn write_traces(dir: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// One trace's heap as a line, with each level's floors as steps and each
-/// detector's alerts marked where they were raised.
+/// One trace's heap as a line (above its lowest value, so that the shape
+/// fills the chart), with the floors over 32 s and 4.3 min as steps, the
+/// start of the leak, and leakscope's alerts marked where they were raised.
 fn chart_case(case: &Case, title: &str, out: &Path) -> std::io::Result<()> {
     let trace = &case.trace;
-    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let lowest = trace.iter().map(|o| o.heap_bytes).min().unwrap_or(0);
+    let mib = |bytes: u64| (bytes - lowest) as f64 / (1024.0 * 1024.0);
     let minutes = |row: usize| trace[row].t_ms as f64 / 60_000.0;
     let heap: Vec<(f64, f64)> = (0..trace.len())
         .map(|row| (minutes(row), mib(trace[row].heap_bytes)))
         .collect();
-    // Floors over 4-sample and 512-sample blocks, drawn as steps.
     let floors = |block: usize| -> Vec<(f64, f64)> {
         trace
             .chunks(block)
             .enumerate()
             .flat_map(|(index, chunk)| {
-                let low = chunk.iter().map(|o| o.heap_bytes).min().unwrap_or(0);
+                let low = chunk.iter().map(|o| o.heap_bytes).min().unwrap_or(lowest);
                 let start = index * block;
                 let end = (start + chunk.len()).min(trace.len() - 1);
                 [(minutes(start), mib(low)), (minutes(end), mib(low))]
             })
             .collect()
     };
-    let marks = |outcome: Outcome| -> Vec<(f64, f64)> {
-        outcome
-            .raised
-            .iter()
-            .map(|alert| (minutes(alert.sample), mib(trace[alert.sample].heap_bytes)))
-            .collect()
-    };
+    let alerts: Vec<(f64, f64)> = leakscope_detector(trace)
+        .raised
+        .iter()
+        .map(|alert| (minutes(alert.sample), mib(trace[alert.sample].heap_bytes)))
+        .collect();
     let mut chart = LineChart::new(title)
         .x_label("time (min)")
-        .y_label("heap (MiB)")
+        .y_label("heap above its lowest (MiB)")
         .y_format(|value| format!("{value:.0}"))
         .series("heap", &heap)
         .series("floor over 32 s", &floors(32))
         .series("floor over 4.3 min", &floors(256));
     if let Some(start) = case.leak_from {
-        let low = trace.iter().map(|o| o.heap_bytes).min().unwrap_or(0);
-        let high = trace.iter().map(|o| o.heap_bytes).max().unwrap_or(0);
+        let highest = trace.iter().map(|o| o.heap_bytes).max().unwrap_or(lowest);
         chart = chart.series(
             "leak starts",
-            &[(minutes(start), mib(low)), (minutes(start), mib(high))],
+            &[(minutes(start), 0.0), (minutes(start), mib(highest))],
         );
     }
     chart
-        .markers("seed's alerts", &marks(seed_detector(trace)))
-        .markers("leakscope's alerts", &marks(leakscope_detector(trace)))
+        .markers("leakscope's alerts", &alerts)
         .write_svg(out.join(format!("ch6-detector-{}.svg", case.name)))
 }
 

@@ -103,7 +103,9 @@ impl Family {
             Family::DailyCycle => "load cycle of 20–40 min, ±5–15 % of the heap",
             Family::WarmUp => "cache fills to 20–100 % of the heap in the first 4 min, then flat",
             Family::Step => "one table of 10–60 % of the heap loaded at 10–40 min",
-            Family::Burst => "heap +30–80 % and 50–200 tasks for 1–5 min, then back",
+            Family::Burst => {
+                "heap +30–80 % and 50–200 tasks: up in 20 s–2 min, held 1–5 min, back in 1 min"
+            }
             Family::SlowLeak => "from 8–20 min: +30–150 % of the heap per hour",
             Family::FastLeak => "from 8–20 min: +5–20 % of the heap per minute",
             Family::Staircase => "from 8–20 min: a step of 3–10 % every 3–8 min",
