@@ -3,8 +3,9 @@
 # accepts) with cargo-fuzz on the nightly toolchain:
 #   cargo install cargo-fuzz; rustup toolchain install nightly
 #   chapters/ch6-detector/fuzz.sh [SECONDS]   (default 60)
-# A crash leaves its input in fuzz/artifacts/parse_trace/: add it to
-# `fuzz_crashers_stay_fixed` in tests/cli.rs as a regression test.
+# A crash leaves its input in fuzz/artifacts/parse_trace/: keep it as a
+# regression test next to `trace_round_trips_and_errors_name_line_and_column`
+# in crates/leakscope/src/detect.rs.
 set -euo pipefail
 cd "$(dirname "$0")/fuzz"
 seconds=${1:-60}
