@@ -1572,6 +1572,32 @@ mod tests {
     // ANCHOR_END: shapes
 
     #[test]
+    fn extreme_values_neither_overflow_nor_panic() {
+        // What the fuzzer feeds: the largest times and sizes a trace can hold.
+        let mut detector = Detector::new(bare());
+        for step in 0..40u64 {
+            let o = Observation {
+                t_ms: u64::MAX - 40 + step,
+                heap_bytes: if step % 3 == 0 { u64::MAX } else { step },
+                objects: u64::MAX - step,
+                tasks: step * (u64::MAX / 64),
+            };
+            detector.observe(o).expect("in time order");
+        }
+        let huge = Growth {
+            min: u64::MAX,
+            ratio: f64::MAX,
+        };
+        assert_eq!(huge.limit(u64::MAX), u64::MAX);
+        let config = DetectorConfig {
+            warm_up: Duration::MAX,
+            ..DetectorConfig::default()
+        };
+        let mut detector = Detector::new(config);
+        assert_eq!(detector.observe(observation(0, 1)).unwrap(), []);
+    }
+
+    #[test]
     fn steady_input_raises_nothing_and_memory_stays_bounded() {
         let config = DetectorConfig::default();
         let bound = config.levels * (config.window_blocks + 1);
