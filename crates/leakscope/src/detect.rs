@@ -743,17 +743,23 @@ impl Detector {
         })
     }
 
-    /// The trend of `kind` over level `index`'s window, once it is full.
+    /// The trend of `kind` over level `index`'s window, once it is full and
+    /// spans at least `min_span` (shorter windows are not judged at all,
+    /// which also spares the finest levels, the most frequent, any work).
     fn verdict(&self, index: usize, kind: AlertKind) -> Option<Verdict> {
         let level = &self.levels[index];
         let window = &level.window;
         if window.len() < self.config.window_blocks {
             return None;
         }
-        let values: Vec<f64> = window.iter().map(|f| f.min[kind.index()] as f64).collect();
         let (oldest, newest) = (window.front()?, window.back()?);
-        let first = oldest.min[kind.index()];
         let span_ms = newest.t_end.saturating_sub(oldest.t_start);
+        // Shorter, it may be the filling half of a sawtooth this long.
+        if Duration::from_millis(span_ms) < self.config.min_span {
+            return None;
+        }
+        let values: Vec<f64> = window.iter().map(|f| f.min[kind.index()] as f64).collect();
+        let first = oldest.min[kind.index()];
         let trend = Trend::of(&values);
         let steps = (values.len() - 1) as f64;
         let rise = trend.slope * steps;
@@ -773,7 +779,6 @@ impl Detector {
             .map(|pair| pair[0] - pair[1])
             .fold(0.0, f64::max);
         let noise = residual_spread(&values, trend.slope);
-        let long_enough = Duration::from_millis(span_ms) >= self.config.min_span;
         let needed = self.config.rise(kind).limit(first) as f64;
         // Past the highest floor this level had before the window, by half
         // the rise that counts: a load cycle's second rise is not new.
@@ -781,8 +786,7 @@ impl Detector {
             newest_value as f64 >= ceiling[kind.index()] as f64 + needed / 2.0
         });
         // ANCHOR: trend_rule
-        let rising = long_enough // has seen any sawtooth up to min_span sweep
-            && trend.z >= self.config.z_raise // floors rise: not chance
+        let rising = trend.z >= self.config.z_raise // floors rise: not chance
             && rise > 0.0
             && rise >= needed // by enough for this signal's size
             && rise >= self.config.rise_over_noise * noise // well above the scatter
