@@ -41,7 +41,8 @@ echo "wrote $out/bad-trace.txt"
 cargo bench --quiet -p ch6-detector 2>&1 | grep -E '^(per observation|sampling)/|time:|thrpt:' \
     | grep -v '%' > "$out/bench.txt"
 test -s "$out/bench.txt"
-echo "wrote $out/bench.txt"
+chapters/ch6-detector/bench_summary.py < "$out/bench.txt" > "$out/bench-summary.txt"
+echo "wrote $out/bench.txt and $out/bench-summary.txt"
 
 # The panic message of a leak check on chapter 1's leaking workers.
 cargo test --quiet -p ch6-detector --test leak_check -- --exact \
