@@ -1,29 +1,54 @@
-//! What detection costs: taking one observation of the live process, and
-//! running each detector over a ten-minute trace (600 samples).
+//! What detection costs: one observation fed to each detector (the cost
+//! paid on every sample of every service), and taking one observation of
+//! the live process.
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use ch6_detector::eval::{leakscope_detector, seed_detector};
-use ch6_detector::traces;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use leakscope::detect::{Observation, live_allocations};
+use ch6_detector::bad;
+use ch6_detector::traces::{Family, generate};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use leakscope::detect::{Detector, DetectorConfig, Observation, live_allocations};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn detectors(c: &mut Criterion) {
-    let trace = traces::load("noisy-steady");
-    let mut group = c.benchmark_group("detector");
+    let trace = generate(Family::Noisy, 1).trace; // one hour, one row a second
+    let mut group = c.benchmark_group("per observation");
     group
-        .measurement_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_millis(500))
         .throughput(Throughput::Elements(trace.len() as u64));
-    group.bench_function("leakscope, per 600-sample trace", |b| {
-        b.iter(|| leakscope_detector(black_box(&trace)))
+    group.bench_function("leakscope Detector::observe", |b| {
+        b.iter_batched(
+            || Detector::new(DetectorConfig::default()),
+            |mut detector| {
+                for observation in &trace {
+                    black_box(detector.observe(black_box(*observation)).unwrap());
+                }
+                detector
+            },
+            BatchSize::LargeInput,
+        )
     });
-    group.bench_function("seed, per 600-sample trace", |b| {
-        b.iter(|| seed_detector(black_box(&trace)))
+    group.bench_function("seed MemoryLeakDetector::tick", |b| {
+        b.iter_batched(
+            || {
+                let first = trace[0];
+                (
+                    bad::MemoryLeakDetector::new(bad::LeakThresholds::default(), first, |_| {}),
+                    first.t_ms,
+                )
+            },
+            |(detector, mut period_start)| {
+                for observation in &trace[1..] {
+                    detector.tick(black_box(*observation), &mut period_start);
+                }
+                detector
+            },
+            BatchSize::LargeInput,
+        )
     });
     group.finish();
 }

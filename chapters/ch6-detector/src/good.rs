@@ -14,27 +14,31 @@ pub fn config() -> DetectorConfig {
     const MIB: u64 = 1 << 20;
     let growth = |min, ratio| Growth { min, ratio };
     DetectorConfig {
-        // One TTL sweep period (5 s) per block: floors ignore the sawtooth.
-        block_len: 5,
-        // The seed's 5 MB, 10 000 objects; tasks as growth, not an absolute 100.
-        // Each: or 25 % of the baseline, if that is more.
-        heap_growth: growth(5 * MIB, 0.25),
-        object_growth: growth(10_000, 0.25),
-        task_growth: growth(5, 0.25),
-        // Raise once a condition held on 2 floors in a row; clear below half
-        // the threshold (hysteresis).
+        // Floors over 4 samples, then 8, 16, … 2048: ten resolutions, each
+        // judged on its last 8 floors.
+        block_len: 4,
+        levels: 10,
+        window_blocks: 8,
+        // A window shorter than 4 min may be the filling half of a slow
+        // sawtooth: it is not judged.
+        min_span: Duration::from_secs(4 * 60),
+        // Caches fill after a start: no alert in the first 5 minutes.
+        warm_up: Duration::from_secs(5 * 60),
+        // The rise across a window that counts: 2 % of the heap (at least
+        // 1 MiB), 2 % of the allocations (at least 5 000), 5 % of the
+        // tasks (at least 3).
+        heap_rise: growth(MIB, 0.02),
+        object_rise: growth(5_000, 0.02),
+        task_rise: growth(3, 0.05),
+        // Mann–Kendall: rising at z ≥ 2.326 (one-sided p < 0.01), cleared
+        // below z = 1; the rise at least 3 times the floors' scatter, and no
+        // floor dropping by more than a quarter of the rise.
+        z_raise: 2.326,
+        z_clear: 1.0,
+        rise_over_noise: 3.0,
+        max_drop_fraction: 0.25,
+        // Rising on 2 floors in a row before an alert is raised.
         confirm_blocks: 2,
-        clear_fraction: 0.5,
-        // Mann–Kendall over 8 floors (40 s), tested from 6 on, raised at
-        // z ≥ 2.326 (one-sided p < 0.01), cleared below z = 1.
-        trend_window_blocks: 8,
-        trend_min_blocks: 6,
-        trend_z_raise: 2.326,
-        trend_z_clear: 1.0,
-        // A rise under 1 MiB (or 2 % of the baseline) across the window is ignored.
-        trend_min_rise: growth(MIB, 0.02),
-        // ... and 3 times the heap's noise within a block.
-        trend_rise_over_noise: 3.0,
     }
 }
 // ANCHOR_END: config

@@ -1,24 +1,27 @@
 //! Chapter 6: automated leak detection that can be trusted.
 //!
 //! Two detectors watch the same series of observations (heap bytes, live
-//! allocations, alive tasks, one row per second) and are scored on traces
-//! shipped with the crate:
+//! allocations, alive tasks) and are scored on a labelled corpus, together
+//! with the Prometheus rules in `alerts.yml` run by promtool:
 //!
 //! | | [`bad`] | [`good`] |
 //! |---|---|---|
-//! | tasks | absolute count compared with 100: 10 leaked tasks never alert | growth over the baseline floor: 5 tasks, or 25 % |
-//! | heap | growth over the first reading, every 10 s, on whatever sample is current | growth of the floor (block minimum) over the baseline floor |
-//! | trend | "each of the last 5 samples rose" | Mann–Kendall test + Theil–Sen slope over block floors |
+//! | tasks | absolute count compared with 100: 10 leaked tasks never alert | a trend of the task floor, like the heap's |
+//! | heap | one sample against the first reading, every 10 s | floors (minima) at ten resolutions, each judged on its last 8 |
+//! | trend | "each of the last 5 samples rose" | Mann–Kendall + Theil–Sen, on windows long enough to have seen a sweep |
+//! | start | the first reading is the baseline forever | no alert from windows reaching into the warm-up; no fixed baseline |
 //! | alerts | repeated every 10 s while the condition holds | once when raised, once when cleared (hysteresis) |
-//! | memory | keeps every sample forever | one block and a window of floors |
+//! | memory | keeps every sample forever | at most 90 floors |
 //!
-//! [`traces`] generates the synthetic traces (a seeded generator; the files
-//! in `traces/` are its output), [`scenario`] records the seed's own test
-//! scenario for real, and [`eval`] scores a detector on a trace.
+//! [`traces`] generates the corpus (a seeded generator, split into a tuning
+//! and a held-out part), [`scenario`] records the seed's own test scenario
+//! for real, [`eval`] scores a detector on a trace and per family, and
+//! [`prom`] runs `alerts.yml` on traces with promtool.
 
 pub mod bad;
 pub mod eval;
 pub mod good;
+pub mod prom;
 pub mod scenario;
 pub mod traces;
 

@@ -14,6 +14,7 @@ use leakscope::detect::{AlertKind, AlertState};
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
 
 // ANCHOR: live
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -22,21 +23,20 @@ async fn live_leak_raises_task_and_heap_alerts_once_and_clears_them() {
     let alerts = Arc::new(Mutex::new(Vec::new()));
     let inbox = alerts.clone();
     let watchdog = good::watch_process(SECOND, move |alert| inbox.lock().unwrap().push(alert));
-    tokio::time::sleep(10 * SECOND).await; // quiet: the baseline block
+    tokio::time::sleep(6 * MINUTE).await; // quiet: past the warm-up
 
-    // 20 tasks, one a second, each holding 1 MiB and never finishing.
+    // For 10 minutes, a task every 10 s that holds 1 MiB and never finishes.
     let mut leaked = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..60 {
         let buffer = vec![1u8; 1 << 20];
         leaked.push(tokio::spawn(async move {
             std::future::pending::<()>().await;
             drop(buffer);
         }));
-        tokio::time::sleep(SECOND).await;
+        tokio::time::sleep(10 * SECOND).await;
     }
-    tokio::time::sleep(10 * SECOND).await;
     leaked.iter().for_each(|task| task.abort()); // undo the leak
-    tokio::time::sleep(20 * SECOND).await;
+    tokio::time::sleep(10 * MINUTE).await;
     drop(watchdog);
 
     let received = std::mem::take(&mut *alerts.lock().unwrap());

@@ -99,3 +99,53 @@ fn the_rules_use_metrics_leakscope_exports() {
         );
     }
 }
+
+// ANCHOR: corpus
+#[test]
+fn alerts_yml_under_promtool_on_the_held_out_corpus() {
+    use ch6_detector::eval::{by_family, totals};
+    use ch6_detector::prom::{self, PromError};
+    use ch6_detector::traces::{self, Family, Part};
+
+    let cases = traces::part(Part::HeldOut);
+    let named: Vec<(&str, &[leakscope::detect::Observation])> = cases
+        .iter()
+        .map(|case| (case.name.as_str(), case.trace.as_slice()))
+        .collect();
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ch6-promtool-corpus");
+    let outcomes = match prom::evaluate(&chapter_dir().join("alerts.yml"), &scratch, &named) {
+        Ok(outcomes) => outcomes,
+        Err(PromError::Missing(error)) if std::env::var_os("CI").is_none() => {
+            eprintln!(
+                "SKIPPED: promtool not available ({error}); install it with .ci/install-promtool"
+            );
+            return;
+        }
+        Err(error) => panic!("{error}"),
+    };
+    let families = by_family(&cases, &outcomes);
+    let family = |wanted: Family| &families.iter().find(|(f, _)| *f == wanted).unwrap().1;
+    // Two 1-hour leaks are too slow for its 30-minute comparisons and
+    // `for:` durations; the others are caught, about 25 minutes in.
+    assert_eq!(family(Family::BigHeapLeak).caught, 0);
+    assert_eq!(family(Family::TaskLeak).caught, 0);
+    let all = totals(&families);
+    assert_eq!((all.caught, all.leaking), (8, 12));
+    assert_eq!((all.median_minutes().unwrap() * 10.0).round(), 253.0);
+    // Its floors are 5-minute minima: a step, a warming cache and one
+    // slow sawtooth read as a heap that will double.
+    let quiet: Vec<(Family, usize)> = families
+        .iter()
+        .filter(|(f, s)| !f.leaks() && s.traces_with_false_alerts > 0)
+        .map(|(f, s)| (*f, s.traces_with_false_alerts))
+        .collect();
+    assert_eq!(
+        quiet,
+        [
+            (Family::Sawtooth, 1),
+            (Family::WarmUp, 2),
+            (Family::Step, 2)
+        ]
+    );
+}
+// ANCHOR_END: corpus
