@@ -47,6 +47,6 @@ echo "wrote $out/bench.txt and $out/bench-summary.txt"
 # The panic message of a leak check on chapter 1's leaking workers.
 cargo test --quiet -p ch6-detector --test leak_check -- --exact \
     leak_check_names_the_leaked_tasks_and_their_heap --nocapture 2>&1 \
-    | sed -n '/panicked at/{n;p;}' > "$out/leak-check.txt"
+    | sed -n '/panicked at/,/^\(note:\|stack backtrace:\)/p' | sed '1d;$d' > "$out/leak-check.txt"
 test -s "$out/leak-check.txt"
 echo "wrote $out/leak-check.txt"
