@@ -17,6 +17,10 @@
 //! * [`detect`] — a leak detector that trusts baselines, floors and a
 //!   robust trend test rather than absolute limits, with one alert when a
 //!   leak starts and one when it ends; runs live or on recorded traces.
+//! * [`doctor`] — is it a leak at all? Samples live bytes, allocator
+//!   statistics, RSS, threads and tasks over a window and gives a verdict
+//!   (leak, task leak, retention, arenas, threads, ratchet, not a leak)
+//!   with its evidence and the next step.
 //! * [`report`] and [`chart`] — tables, sparklines and SVG charts for
 //!   showing those numbers to people.
 //!
@@ -47,6 +51,7 @@
 pub mod chart;
 pub mod check;
 pub mod detect;
+pub mod doctor;
 pub mod heap;
 pub mod monitor;
 #[cfg(feature = "pprof")]
