@@ -51,7 +51,7 @@
 //! Thresholds are relative and named: growth smaller than
 //! [`Thresholds::relative_noise`] of the process's resident memory (and
 //! never less than [`Thresholds::min_bytes`]) is noise; "still rising" means
-//! the second half of the window carried at least [`Thresholds::late_share`]
+//! the last quarter of the window added at least [`Thresholds::late_share`]
 //! of the growth.
 
 use std::fmt::{self, Write as _};
@@ -278,10 +278,11 @@ impl Sample {
     /// (anonymous, file, shared) and threads.
     pub fn read_process(pid: u32, elapsed: Duration) -> Result<Self, DoctorError> {
         let path = format!("/proc/{pid}/status");
-        let status = std::fs::read_to_string(&path).map_err(|error| DoctorError::NoSuchProcess {
-            pid,
-            reason: format!("{path}: {error}"),
-        })?;
+        let status =
+            std::fs::read_to_string(&path).map_err(|error| DoctorError::NoSuchProcess {
+                pid,
+                reason: format!("{path}: {error}"),
+            })?;
         let (rss, threads) = parse_status(&status);
         Ok(Self {
             elapsed,
@@ -469,7 +470,11 @@ impl PurgeProbe {
 /// `malloc_trim(0)`. `None` when neither allocator is in use or RSS cannot
 /// be read.
 pub fn purge_probe() -> Option<PurgeProbe> {
-    let resident = || Sample::read_self(Duration::ZERO, None).rss.map(|rss| rss.anon);
+    let resident = || {
+        Sample::read_self(Duration::ZERO, None)
+            .rss
+            .map(|rss| rss.anon)
+    };
     let resident_before = resident()?;
     let method = if jemalloc_is_allocator() {
         purge_jemalloc().then_some("jemalloc arena.<all>.purge")?
@@ -604,10 +609,11 @@ pub struct Thresholds {
     /// The noise floor never goes below this many bytes: under a MiB,
     /// allocator size classes and one-time setup dominate.
     pub min_bytes: u64,
-    /// Share of the growth the second half of the window (by work done,
-    /// or by time) must carry for a signal to count as still rising. A
-    /// steady leak puts half its growth there; a warm-up that levelled
-    /// off before the middle, almost none.
+    /// Share of the growth (from the first quarter of the window to the
+    /// last, by work done or by time) that the last quarter must add for a
+    /// signal to count as still rising. A steady leak adds a third of it
+    /// there; a warm-up or a cache filling up to its bound, close to
+    /// nothing. A tenth leaves room for leaks that slow down.
     pub late_share: f64,
     /// Tasks and threads: growth must reach this share of the first count.
     pub relative_count: f64,
@@ -631,7 +637,7 @@ impl Default for Thresholds {
         Self {
             relative_noise: 0.05,
             min_bytes: 1 << 20,
-            late_share: 0.25,
+            late_share: 0.1,
             relative_count: 0.25,
             min_tasks: 4,
             min_threads: 8,
@@ -714,17 +720,21 @@ impl Series {
     fn troughs(&self, quarters: &[std::ops::Range<usize>]) -> [u64; 4] {
         let mut troughs = [0; 4];
         for (trough, range) in troughs.iter_mut().zip(quarters) {
-            *trough = self.values[range.clone()].iter().copied().min().unwrap_or(0);
+            *trough = self.values[range.clone()]
+                .iter()
+                .copied()
+                .min()
+                .unwrap_or(0);
         }
         troughs
     }
 
     /// Growth of the floor from the first quarter to the last, and the part
-    /// of it that came after the first half's highest floor.
+    /// of it the last quarter added over the third.
     fn trend(&self, quarters: &[std::ops::Range<usize>]) -> (i64, i64) {
-        let [q1, q2, _, q4] = self.troughs(quarters);
+        let [q1, _, q3, q4] = self.troughs(quarters);
         let growth = q4 as i64 - q1 as i64;
-        let late = q4 as i64 - q1.max(q2) as i64;
+        let late = q4 as i64 - q3 as i64;
         (growth, late)
     }
 
@@ -841,10 +851,7 @@ fn decide(
         missing.push("resident memory (/proc/PID/status)".into());
     }
     // Noise floor: a share of the process's size, never below min_bytes.
-    let size = resident
-        .as_ref()
-        .or(live.as_ref())
-        .map_or(0, Series::first);
+    let size = resident.as_ref().or(live.as_ref()).map_or(0, Series::first);
     let floor = (t.min_bytes as f64).max(t.relative_noise * size as f64) as i64;
     evidence.push(format!(
         "noise floor {} ({}% of the first resident reading, at least {})",
@@ -864,7 +871,7 @@ fn decide(
         ));
         if growth as f64 >= task_floor && late as f64 >= t.late_share * growth as f64 {
             evidence.push(format!(
-                "tasks still rising in the second half ({late:+}): they do not finish"
+                "tasks still rising in the last quarter ({late:+}): they do not finish"
             ));
             if let Some(live) = &live {
                 let (heap_growth, _) = live.trend(&quarters);
@@ -884,17 +891,14 @@ fn decide(
     if let Some(threads) = Series::of(samples, |s| s.threads) {
         let growth = threads.last() as i64 - threads.first() as i64;
         let thread_floor = (t.min_threads as f64).max(t.relative_count * threads.first() as f64);
-        evidence.push(format!(
-            "threads {} -> {}",
-            threads.first(),
-            threads.last()
-        ));
+        evidence.push(format!("threads {} -> {}", threads.first(), threads.last()));
         if growth as f64 >= thread_floor {
             if let Some(memory) = resident.as_ref().or(live.as_ref()) {
                 let share = share_of_growth(&memory.values, |i| {
                     threads.values[i] > threads.values[i - 1]
                 });
                 let grown = memory.last() as i64 - memory.first() as i64;
+                let (trend, late) = memory.trend(&quarters);
                 evidence.push(format!(
                     "memory {} while threads rose by {growth}: {} per new thread, {:.0}% of it \
                      in the intervals where threads were started",
@@ -902,9 +906,23 @@ fn decide(
                     bytes(grown.max(0) / growth),
                     share * 100.0
                 ));
-                if grown <= floor || share >= t.attributed_share {
+                // New threads cost memory when they first run (stacks,
+                // thread-local caches); memory that keeps rising after the
+                // thread count stopped is something else.
+                let levelled_off = (late as f64) < t.late_share * trend as f64;
+                if grown <= floor || levelled_off || share >= t.attributed_share {
+                    if levelled_off && grown > floor {
+                        evidence.push(format!(
+                            "memory levelled off with the threads: {} in the last quarter",
+                            delta(late)
+                        ));
+                    }
                     return Verdict::Threads;
                 }
+                evidence.push(format!(
+                    "memory still rising in the last quarter ({}) without new threads",
+                    delta(late)
+                ));
             } else {
                 return Verdict::Threads;
             }
@@ -951,7 +969,7 @@ fn decide(
     ));
     if live_growth > floor && live_late as f64 >= t.late_share * live_growth as f64 {
         evidence.push(format!(
-            "still rising in the second half: {} of the {}",
+            "still rising in the last quarter: {} of the {}",
             delta(live_late),
             delta(live_growth)
         ));
@@ -1015,7 +1033,7 @@ fn decide(
             bytes(glibc.free as i64),
             glibc
                 .arenas
-                .map_or(String::new(), |arenas| format!(", {arenas} arenas"))
+                .map_or(String::new(), |arenas| format!(", arenas: {arenas}"))
         ));
     }
     if let Some(jemalloc) = samples.last().and_then(|s| s.jemalloc) {
@@ -1027,7 +1045,32 @@ fn decide(
     }
 
     // 4a. More than the program ever held at once: memory is not reused.
-    if kept as f64 > t.reuse_factor * peak_growth.max(floor) as f64 {
+    // Only a counting allocator knows the peak; sampled peaks miss bursts.
+    let peak_is_exact = samples.iter().all(|s| s.counting.is_some());
+    if !peak_is_exact {
+        missing.push(
+            "the exact peak of live bytes (leakscope::alloc::CountingAlloc): without it, \
+             peaks between samples are missed and arenas or ratchets may read as retention"
+                .into(),
+        );
+    }
+    if let (Some(first), Some(last)) = (samples[0].jemalloc, samples[samples.len() - 1].jemalloc) {
+        // jemalloc tells fragmentation (active pages not full) from freed
+        // pages kept (resident beyond active) by itself.
+        let fragmentation = |s: HeapStats| s.active.saturating_sub(s.allocated) as i64;
+        let freed_pages = |s: HeapStats| s.resident.saturating_sub(s.active + s.metadata) as i64;
+        let fragmentation_growth = fragmentation(last) - fragmentation(first);
+        if fragmentation_growth > floor
+            && fragmentation_growth > freed_pages(last) - freed_pages(first)
+        {
+            evidence.push(format!(
+                "jemalloc's partly used pages grew by {}, more than its freed pages: fragmentation",
+                delta(fragmentation_growth)
+            ));
+            return Verdict::FragmentationOrArenas;
+        }
+    }
+    if peak_is_exact && kept as f64 > t.reuse_factor * peak_growth.max(floor) as f64 {
         evidence.push(format!(
             "that is {:.1}x what the program ever held at once: freed memory is not reused",
             kept as f64 / peak_growth.max(floor) as f64
@@ -1287,9 +1330,9 @@ pub fn watch_process(
         std::thread::sleep(interval.min(window - elapsed));
     }
     let mut diagnosis = recorder.diagnose(None);
-    diagnosis
-        .missing
-        .push(format!("purge probe: it runs inside the process (PID {pid} is another one)"));
+    diagnosis.missing.push(format!(
+        "purge probe: it runs inside the process (PID {pid} is another one)"
+    ));
     Ok(diagnosis)
 }
 
@@ -1341,8 +1384,8 @@ impl MetricsUrl {
             .map_err(|error| fail(error.to_string()))?
             .next()
             .ok_or_else(|| fail("the host has no address".into()))?;
-        let mut stream =
-            TcpStream::connect_timeout(&address, TIMEOUT).map_err(|error| fail(error.to_string()))?;
+        let mut stream = TcpStream::connect_timeout(&address, TIMEOUT)
+            .map_err(|error| fail(error.to_string()))?;
         stream
             .set_read_timeout(Some(TIMEOUT))
             .map_err(|error| fail(error.to_string()))?;
@@ -1470,7 +1513,9 @@ pub fn replay_peak(cycles: usize, mut burst: impl FnMut()) -> PeakReplay {
     for _ in 0..cycles {
         burst();
         replay.live_after_cycle.push(live() - live_before);
-        replay.resident_after_cycle.push(resident() - resident_before);
+        replay
+            .resident_after_cycle
+            .push(resident() - resident_before);
     }
     replay
 }
@@ -1499,7 +1544,11 @@ impl DoctorQuery {
             interval_ms: DEFAULT_INTERVAL.as_millis() as u64,
             purge: false,
         };
-        for pair in query.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
+        for pair in query
+            .unwrap_or("")
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+        {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let number = || {
                 value
@@ -1565,7 +1614,10 @@ pub fn to_prometheus(sample: &Sample) -> String {
     if let Some(counting) = sample.counting {
         gauge("leakscope_live_bytes", counting.live_bytes);
         gauge("leakscope_live_allocations", counting.live_allocations);
-        gauge("leakscope_allocated_bytes_total", counting.total_allocated_bytes);
+        gauge(
+            "leakscope_allocated_bytes_total",
+            counting.total_allocated_bytes,
+        );
         gauge("leakscope_peak_live_bytes", counting.peak_live_bytes);
     }
     if let Some(jemalloc) = sample.jemalloc {
@@ -1685,7 +1737,11 @@ mod tests {
         let resident = [20, 30, 40, 50, 60, 70, 80, 90].map(|m| m * MIB);
         let peaks = [10, 20, 20, 20, 20, 20, 20, 20].map(|m| m * MIB);
         let diagnosis = diagnose(&series(&live, &resident, &peaks), None);
-        assert_eq!(diagnosis.verdict, Verdict::FragmentationOrArenas, "{diagnosis}");
+        assert_eq!(
+            diagnosis.verdict,
+            Verdict::FragmentationOrArenas,
+            "{diagnosis}"
+        );
     }
 
     #[test]
@@ -1724,7 +1780,12 @@ mod tests {
             .collect();
         let diagnosis = diagnose(&blind, None);
         assert_eq!(diagnosis.verdict, Verdict::CantTell);
-        assert!(diagnosis.missing.iter().any(|m| m.contains("live heap bytes")));
+        assert!(
+            diagnosis
+                .missing
+                .iter()
+                .any(|m| m.contains("live heap bytes"))
+        );
     }
 
     #[test]
@@ -1751,14 +1812,21 @@ mod tests {
         assert!(rss.anon > 0 && rss.file > 0);
         assert!(sample.threads.unwrap() >= 1);
         assert_eq!(sample.live_bytes().unwrap().1, LiveSource::Jemalloc);
-        assert!(sample.glibc.is_none(), "glibc's numbers mean nothing under jemalloc");
+        assert!(
+            sample.glibc.is_none(),
+            "glibc's numbers mean nothing under jemalloc"
+        );
     }
 
     #[test]
     fn an_unknown_pid_is_a_clear_error() {
         // PIDs are below 2^22 on Linux.
         let error = Sample::read_process(u32::MAX, Duration::ZERO).unwrap_err();
-        assert!(error.to_string().starts_with("no process with PID 4294967295"));
+        assert!(
+            error
+                .to_string()
+                .starts_with("no process with PID 4294967295")
+        );
     }
 
     #[test]
@@ -1775,7 +1843,10 @@ mod tests {
             Err(DoctorError::BadUrl(_))
         ));
         let url = MetricsUrl::parse("http://127.0.0.1:9000").unwrap();
-        assert_eq!((url.host_port.as_str(), url.path.as_str()), ("127.0.0.1:9000", "/metrics"));
+        assert_eq!(
+            (url.host_port.as_str(), url.path.as_str()),
+            ("127.0.0.1:9000", "/metrics")
+        );
     }
 
     #[test]
