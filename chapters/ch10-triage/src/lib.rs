@@ -164,6 +164,7 @@ pub fn run_in_process(scenario: &str, side: Side) -> Option<Outcome> {
         "blocking" => blocking(side),
         "cache" => cache(side),
         "waves" => waves(side),
+        "arenas-jemalloc" => arenas_on_this_allocator(),
         _ => return None,
     };
     Some(Outcome::new(recorder, None))
@@ -315,15 +316,27 @@ fn blocking(side: Side) -> Recorder {
     recorder
 }
 
+/// The arenas workload in this process, on whatever allocator it runs
+/// (jemalloc in `ch10-triage`): the "different allocator" fix.
+fn arenas_on_this_allocator() -> Recorder {
+    let pool = arenas::Pool::start();
+    let mut recorder = Recorder::new();
+    recorder.sample_self(Some(0));
+    for request in 0..arenas_requests() {
+        pool.serve_on(request);
+        recorder.sample_self(Some(request as u64 + 1));
+    }
+    pool.stop();
+    recorder
+}
+
 /// Runs the arenas workload in `arenas_binary` (`ch10-arenas`), with
-/// `MALLOC_ARENA_MAX=1` on the good side, and diagnoses it from outside:
+/// `MALLOC_ARENA_MAX=1` on the good side (the bad side keeps this
+/// process's `MALLOC_ARENA_MAX`, if any), and diagnoses it from outside:
 /// `/proc/PID/status` plus the metrics it prints after each request.
 pub fn run_arenas(arenas_binary: &Path, side: Side) -> std::io::Result<Outcome> {
     let mut command = Command::new(arenas_binary);
-    command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .env_remove("MALLOC_ARENA_MAX");
+    command.stdin(Stdio::piped()).stdout(Stdio::piped());
     if side == Side::Good {
         command.env("MALLOC_ARENA_MAX", "1");
     }

@@ -25,7 +25,7 @@ use leakscope::report::{Table, format_bytes};
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const USAGE: &str = "usage: ch10-triage [bad|good]   (no argument: both, side by side)
-       ch10-triage scenario NAME bad|good     NAME: listeners waiters burst arenas blocking cache waves
+       ch10-triage scenario NAME bad|good     NAME: listeners waiters burst arenas blocking cache waves arenas-jemalloc
        ch10-triage doctor --pid N --seconds S [--metrics-url http://HOST:PORT/metrics] [--interval-ms M]
        ch10-triage serve bad|good";
 
@@ -129,11 +129,13 @@ struct Cell {
     report: String,
 }
 
-fn run_child(name: &str, side: Side) -> Result<Cell, String> {
-    let output = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .args(["scenario", name, side.name()])
-        .output()
-        .map_err(|error| error.to_string())?;
+fn run_child(name: &str, side: Side, knob: Option<(&str, &str)>) -> Result<Cell, String> {
+    let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+    command.args(["scenario", name, side.name()]);
+    if let Some((variable, value)) = knob {
+        command.env(variable, value);
+    }
+    let output = command.output().map_err(|error| error.to_string())?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         return Err(format!(
@@ -173,7 +175,7 @@ fn side_by_side(sides: leaklab_cli::Sides) -> ExitCode {
             if !shown {
                 continue;
             }
-            match run_child(name, side) {
+            match run_child(name, side, None) {
                 Ok(cell) => {
                     let [first, last, highest] = cell.resident;
                     cells.push(cell.verdict.clone());
@@ -193,10 +195,69 @@ fn side_by_side(sides: leaklab_cli::Sides) -> ExitCode {
         "\nverdict: leakscope::doctor on samples taken during the workload.\n\
          anon RSS: RssAnon of the workload's process at the first and last sample, and the highest.\n"
     );
+    if sides.bad {
+        match knobs() {
+            Ok(knobs) => println!("{knobs}"),
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     for report in reports {
         println!("{report}");
     }
     ExitCode::SUCCESS
+}
+
+// ANCHOR: knobs
+/// The allocator settings that change a bad side's verdict, each on the
+/// bad side's own workload.
+const KNOBS: [(&str, &str, Option<(&str, &str)>); 6] = [
+    ("burst", "none (jemalloc's default decay, 10 s)", None),
+    (
+        "burst",
+        "MALLOC_CONF=dirty_decay_ms:0",
+        Some(("MALLOC_CONF", "dirty_decay_ms:0")),
+    ),
+    (
+        "arenas",
+        "MALLOC_ARENA_MAX=2",
+        Some(("MALLOC_ARENA_MAX", "2")),
+    ),
+    ("arenas-jemalloc", "jemalloc instead of glibc", None),
+    (
+        "arenas-jemalloc",
+        "jemalloc, MALLOC_CONF=narenas:1",
+        Some(("MALLOC_CONF", "narenas:1")),
+    ),
+    (
+        "arenas-jemalloc",
+        "jemalloc, MALLOC_CONF=dirty_decay_ms:0",
+        Some(("MALLOC_CONF", "dirty_decay_ms:0")),
+    ),
+];
+// ANCHOR_END: knobs
+
+fn knobs() -> Result<Table, String> {
+    println!("knobs: a bad side again, with one allocator setting changed\n");
+    let mut table = Table::new([
+        "workload",
+        "setting",
+        "verdict",
+        "anon RSS first → last (highest)",
+    ]);
+    for (name, setting, knob) in KNOBS {
+        let cell = run_child(name, Side::Bad, knob)?;
+        let [first, last, highest] = cell.resident;
+        table.row([
+            name.to_string(),
+            setting.to_string(),
+            cell.verdict,
+            format!("{} → {} ({})", mib(first), mib(last), mib(highest)),
+        ]);
+    }
+    Ok(table)
 }
 
 /// Parses `--pid N --seconds S [--metrics-url URL] [--interval-ms M]`.
