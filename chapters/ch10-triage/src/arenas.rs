@@ -67,11 +67,11 @@ unsafe impl GlobalAlloc for CountingSystem {
 // ANCHOR: request
 /// One request: a burst of small objects, one small result kept, the rest
 /// freed. The result is allocated after the burst, so it sits above it.
-fn serve_request(results: &mut Vec<Box<[u8; 64]>>) {
+fn serve_request(results: &mut Vec<Vec<u8>>) {
     let burst: Vec<Box<[u8; BURST_OBJECT_SIZE]>> = (0..BURST_OBJECTS)
         .map(|index| Box::new([index as u8; BURST_OBJECT_SIZE]))
         .collect();
-    results.push(Box::new([burst[0][0]; 64]));
+    results.push(vec![burst[0][0]; 64]);
     drop(burst);
 }
 // ANCHOR_END: request

@@ -346,31 +346,32 @@ pub fn run_arenas(arenas_binary: &Path, side: Side) -> std::io::Result<Outcome> 
     let mut output = BufReader::new(child.stdout.take().expect("piped stdout"));
     let mut recorder = Recorder::new();
     let started = std::time::Instant::now();
-    let mut step = |command: &str, recorder: &mut Recorder| -> std::io::Result<()> {
-        writeln!(input, "{command}")?;
-        input.flush()?;
-        let mut page = String::new();
-        loop {
-            let mut line = String::new();
-            if output.read_line(&mut line)? == 0 {
-                return Err(std::io::Error::other("ch10-arenas ended early"));
+    {
+        let mut step = |command: &str, recorder: &mut Recorder| -> std::io::Result<()> {
+            writeln!(input, "{command}")?;
+            input.flush()?;
+            let mut page = String::new();
+            loop {
+                let mut line = String::new();
+                if output.read_line(&mut line)? == 0 {
+                    return Err(std::io::Error::other("ch10-arenas ended early"));
+                }
+                if line.trim() == "end" {
+                    break;
+                }
+                page.push_str(&line);
             }
-            if line.trim() == "end" {
-                break;
-            }
-            page.push_str(&line);
+            let mut sample =
+                Sample::read_process(pid, started.elapsed()).map_err(std::io::Error::other)?;
+            sample.merge_prometheus(&page);
+            recorder.record(sample);
+            Ok(())
+        };
+        step("sample", &mut recorder)?;
+        for _ in 0..arenas_requests() {
+            step("request", &mut recorder)?;
         }
-        let mut sample =
-            Sample::read_process(pid, started.elapsed()).map_err(std::io::Error::other)?;
-        sample.merge_prometheus(&page);
-        recorder.record(sample);
-        Ok(())
-    };
-    step("sample", &mut recorder)?;
-    for _ in 0..arenas_requests() {
-        step("request", &mut recorder)?;
     }
-    drop(step);
     drop(input);
     child.wait()?;
     Ok(Outcome::new(recorder, None))

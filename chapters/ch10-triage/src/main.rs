@@ -211,31 +211,44 @@ fn side_by_side(sides: leaklab_cli::Sides) -> ExitCode {
 }
 
 // ANCHOR: knobs
-/// The allocator settings that change a bad side's verdict, each on the
-/// bad side's own workload.
-const KNOBS: [(&str, &str, Option<(&str, &str)>); 6] = [
-    ("burst", "none (jemalloc's default decay, 10 s)", None),
-    (
-        "burst",
-        "MALLOC_CONF=dirty_decay_ms:0",
-        Some(("MALLOC_CONF", "dirty_decay_ms:0")),
-    ),
-    (
-        "arenas",
-        "MALLOC_ARENA_MAX=2",
-        Some(("MALLOC_ARENA_MAX", "2")),
-    ),
-    ("arenas-jemalloc", "jemalloc instead of glibc", None),
-    (
-        "arenas-jemalloc",
-        "jemalloc, MALLOC_CONF=narenas:1",
-        Some(("MALLOC_CONF", "narenas:1")),
-    ),
-    (
-        "arenas-jemalloc",
-        "jemalloc, MALLOC_CONF=dirty_decay_ms:0",
-        Some(("MALLOC_CONF", "dirty_decay_ms:0")),
-    ),
+/// An allocator setting, tried on a bad side's own workload.
+struct Knob {
+    workload: &'static str,
+    setting: &'static str,
+    variable: Option<(&'static str, &'static str)>,
+}
+
+const KNOBS: [Knob; 6] = [
+    Knob {
+        workload: "burst",
+        setting: "none (jemalloc's default decay, 10 s)",
+        variable: None,
+    },
+    Knob {
+        workload: "burst",
+        setting: "MALLOC_CONF=dirty_decay_ms:0",
+        variable: Some(("MALLOC_CONF", "dirty_decay_ms:0")),
+    },
+    Knob {
+        workload: "arenas",
+        setting: "MALLOC_ARENA_MAX=2",
+        variable: Some(("MALLOC_ARENA_MAX", "2")),
+    },
+    Knob {
+        workload: "arenas-jemalloc",
+        setting: "jemalloc instead of glibc",
+        variable: None,
+    },
+    Knob {
+        workload: "arenas-jemalloc",
+        setting: "jemalloc, MALLOC_CONF=narenas:1",
+        variable: Some(("MALLOC_CONF", "narenas:1")),
+    },
+    Knob {
+        workload: "arenas-jemalloc",
+        setting: "jemalloc, MALLOC_CONF=dirty_decay_ms:0",
+        variable: Some(("MALLOC_CONF", "dirty_decay_ms:0")),
+    },
 ];
 // ANCHOR_END: knobs
 
@@ -247,12 +260,12 @@ fn knobs() -> Result<Table, String> {
         "verdict",
         "anon RSS first → last (highest)",
     ]);
-    for (name, setting, knob) in KNOBS {
-        let cell = run_child(name, Side::Bad, knob)?;
+    for knob in KNOBS {
+        let cell = run_child(knob.workload, Side::Bad, knob.variable)?;
         let [first, last, highest] = cell.resident;
         table.row([
-            name.to_string(),
-            setting.to_string(),
+            knob.workload.to_string(),
+            knob.setting.to_string(),
             cell.verdict,
             format!("{} → {} ({})", mib(first), mib(last), mib(highest)),
         ]);

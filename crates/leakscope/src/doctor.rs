@@ -991,13 +991,13 @@ fn decide(
         bytes(resident.last() as i64),
         delta(resident_growth)
     ));
-    if let Some(probe) = probe {
-        if probe.returned() as i64 > floor {
-            evidence.push(format!(
-                "the purge gave back {}: the allocator was holding freed memory",
-                bytes(probe.returned() as i64)
-            ));
-        }
+    if let Some(probe) = probe
+        && probe.returned() as i64 > floor
+    {
+        evidence.push(format!(
+            "the purge gave back {}: the allocator was holding freed memory",
+            bytes(probe.returned() as i64)
+        ));
     }
     if resident_growth <= floor {
         if let Some(probe) = probe

@@ -35,7 +35,7 @@ fn main() {
             }
         }
         let mut out = stdout.lock();
-        let _ = write!(out, "{}end\n", arenas::metrics(served));
+        let _ = writeln!(out, "{}end", arenas::metrics(served));
         let _ = out.flush();
     }
     pool.stop();
