@@ -21,8 +21,11 @@ use ch10_triage::{SCENARIOS, Side, run_arenas, run_in_process};
 use leakscope::doctor::{self, DEFAULT_INTERVAL, Sample};
 use leakscope::report::{Table, format_bytes};
 
+// jemalloc, counted: the doctor reads jemalloc's statistics and the
+// counting allocator's exact live bytes and peak.
 #[global_allocator]
-static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOC: leakscope::alloc::CountingAlloc<tikv_jemallocator::Jemalloc> =
+    leakscope::alloc::CountingAlloc::new(tikv_jemallocator::Jemalloc);
 
 const USAGE: &str = "usage: ch10-triage [bad|good]   (no argument: both, side by side)
        ch10-triage scenario NAME bad|good     NAME: listeners waiters burst arenas blocking cache waves arenas-jemalloc

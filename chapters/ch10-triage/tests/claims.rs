@@ -200,6 +200,13 @@ fn two_glibc_arenas_keep_two_bursts() {
 }
 
 #[test]
+fn jemalloc_with_its_defaults_keeps_a_burst_per_thread_too() {
+    let run = run("arenas-jemalloc", "bad");
+    assert_eq!(run.verdict, "FRAGMENTATION/ARENAS", "{}", run.report);
+    assert!(growth(&run) >= 8 * ARENA_BURST, "{}", run.report);
+}
+
+#[test]
 fn jemalloc_with_one_arena_or_without_decay_keeps_the_arenas_workload_small() {
     for conf in ["narenas:1", "dirty_decay_ms:0"] {
         let run = run_with("arenas-jemalloc", "bad", Some(("MALLOC_CONF", conf)));

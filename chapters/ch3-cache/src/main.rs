@@ -414,12 +414,17 @@ fn print_sweeper_dump() {
         tokio::time::sleep(SEED_WAIT).await;
         task_traces().await
     });
-    println!(
-        "\nTask dump (Handle::dump) after the seed's TTLCache was dropped: {} task(s) alive",
-        traces.len()
-    );
-    for trace in traces {
-        println!("{trace}");
+    match traces {
+        Ok(traces) => {
+            println!(
+                "\nTask dump (Handle::dump) after the seed's TTLCache was dropped: {} task(s) alive",
+                traces.len()
+            );
+            for trace in traces {
+                println!("{trace}");
+            }
+        }
+        Err(why) => println!("\nNo task dump: {why}"),
     }
 }
 

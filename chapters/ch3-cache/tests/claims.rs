@@ -11,7 +11,9 @@ use ch3_cache::{
     seed_key, seed_ttl, seed_value,
 };
 use leakscope::heap::LiveBytes;
-use leakscope::tasks::{TaskLeakCheck, task_traces, warm_up_runtime};
+#[cfg(tokio_unstable)]
+use leakscope::tasks::task_traces;
+use leakscope::tasks::{TaskLeakCheck, warm_up_runtime};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -221,6 +223,8 @@ fn moka_hides_and_then_removes_an_expired_entry_on_its_own_clock() {
 // ANCHOR_END: moka_expiry
 
 // ANCHOR: task_dump
+// Task dumps need `--cfg tokio_unstable` (.cargo/config.toml sets it).
+#[cfg(tokio_unstable)]
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_task_dump_shows_the_leaked_sweeper_waiting_on_its_ticker() {
     drop(bad::TtlCache::new());
@@ -230,7 +234,7 @@ async fn a_task_dump_shows_the_leaked_sweeper_waiting_on_its_ticker() {
     ));
     tokio::time::sleep(AN_HOUR).await;
 
-    let traces = task_traces().await;
+    let traces = task_traces().await.expect("task dumps");
 
     assert_eq!(traces.len(), 1, "{traces:#?}"); // only the seed's sweeper
     assert!(traces[0].contains("tokio::time::interval::Interval"));

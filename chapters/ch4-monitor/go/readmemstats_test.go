@@ -9,6 +9,7 @@ package readmemstats
 
 import (
 	"runtime"
+	"runtime/metrics"
 	"syscall"
 	"testing"
 	"time"
@@ -45,4 +46,34 @@ func BenchmarkReadMemStats(b *testing.B) {
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(stats.HeapAlloc), "heap-bytes")
 	b.ReportMetric(float64(runtime.NumGoroutine()), "goroutines")
+}
+
+// runtime/metrics.Read of the three numbers leakscope's counting allocator
+// and tokio give: live heap bytes, live heap objects, goroutines. Samples
+// are allocated once, as the package documentation advises.
+func BenchmarkMetricsRead(b *testing.B) {
+	heap = nil
+	for i := 0; i < 10; i++ {
+		heap = append(heap, make([]byte, 1<<20))
+	}
+	stop := make(chan struct{})
+	for i := 0; i < 100; i++ {
+		go func() { <-stop }()
+	}
+	defer close(stop)
+
+	samples := []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/objects:objects"},
+		{Name: "/sched/goroutines:goroutines"},
+	}
+	b.ResetTimer()
+	start := processCPUTime()
+	for i := 0; i < b.N; i++ {
+		metrics.Read(samples)
+	}
+	cpu := processCPUTime() - start
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(samples[0].Value.Uint64()), "heap-bytes")
+	b.ReportMetric(float64(samples[2].Value.Uint64()), "goroutines")
 }

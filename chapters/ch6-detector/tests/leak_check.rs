@@ -13,8 +13,8 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 // ANCHOR: check_fails
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 #[should_panic(
-    expected = "leak check failed: 100 task(s) leaked: 100 alive now, 0 at the baseline; \
-                           heap +"
+    expected = "still live on this thread (tolerance 1.0 KiB); 100 task(s) leaked: 100 alive now, \
+                0 at the baseline"
 )]
 async fn leak_check_names_the_leaked_tasks_and_their_heap() {
     let leaks = LeakCheck::start();

@@ -4,16 +4,25 @@
 //! heap.
 //!
 //! [`LeakCheck`] combines [`TaskLeakCheck`] (alive tasks, after letting
-//! the runtime settle) and [`LiveBytes`] (bytes allocated on this thread
-//! and not freed). On a `current_thread` runtime every task runs on the
-//! test's thread, so both numbers are exact and other tests running in
-//! parallel cannot disturb them.
+//! the runtime settle) and a heap scope. Which heap scope depends on the
+//! runtime:
+//!
+//! * [`LeakCheck::start`] — on a `current_thread` runtime (what
+//!   `#[tokio::test]` gives) every task runs on the test's thread, so the
+//!   exact per-thread counter ([`LiveBytes`]) sees all the memory the code
+//!   keeps, and other tests running in parallel cannot disturb it. Started
+//!   on a multi-thread runtime, it panics and says what to use instead: the
+//!   tasks allocate on other threads, where a per-thread counter is blind.
+//! * [`LeakCheck::process_wide`] — any runtime: the counting allocator's
+//!   process-wide live bytes. Exact only when nothing else in the process
+//!   allocates meanwhile: put the test in a test file of its own (one file is
+//!   one process) with a single test, or `harness = false`.
 //!
 //! ```
 //! use leakscope::check::LeakCheck;
 //!
 //! #[global_allocator]
-//! static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+//! static ALLOC: leakscope::alloc::CountingAlloc = leakscope::alloc::CountingAlloc::system();
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let check = LeakCheck::start();
@@ -32,13 +41,27 @@
 //! heap +64.0 KiB still live on this thread (tolerance 1.0 KiB)
 //! ```
 //!
-//! Values the test body still holds when the check runs count as live:
-//! drop them first (or compare before and after a warm-up run when the
-//! code under test keeps a cache on purpose).
+//! Without a counting allocator or jemalloc as the global allocator, the
+//! check panics at the start with the line to add; it never reports 0 B
+//! because it could not see.
+//!
+//! # Checking a service, not a function
+//!
+//! Values the test body still holds when the check runs count as live, and a
+//! service keeps state on purpose: a cache, a pool, a connection table.
+//! Dropping the service state before the check makes a leaking service look
+//! clean — its leak is in that state. For a service: warm it up (one round of
+//! the workload), keep the state, start the check, run the same workload
+//! again N times, and require that live bytes do not grow per round (a
+//! per-round growth is a leak; a one-off is warm-up). The heap tolerance then
+//! only absorbs the runtime's own bookkeeping.
 
 use std::fmt;
 use std::future::Future;
 
+use tokio::runtime::{Handle, RuntimeFlavor};
+
+use crate::alloc;
 use crate::heap::LiveBytes;
 use crate::report::{format_bytes, format_bytes_delta};
 use crate::tasks::{TaskLeakCheck, TaskReport};
@@ -48,24 +71,45 @@ use crate::tasks::{TaskLeakCheck, TaskReport};
 /// first use of the runtime may keep.
 pub const DEFAULT_HEAP_TOLERANCE: i64 = 1024;
 
+/// Which bytes a [`LeakCheck`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeapScope {
+    /// Bytes allocated on the test's thread and not freed (exact, immune to
+    /// other threads; needs a `current_thread` runtime).
+    ThisThread,
+    /// Bytes live in the whole process (the counting allocator's
+    /// process-wide counters).
+    Process,
+}
+
+#[derive(Debug)]
+enum HeapBaseline {
+    Thread(LiveBytes),
+    Process(i64),
+}
+
 /// A task and heap leak check: start it first, assert at the end.
 #[derive(Debug)]
 pub struct LeakCheck {
     tasks: TaskLeakCheck,
-    heap: LiveBytes,
+    heap: HeapBaseline,
     heap_tolerance: i64,
 }
 
 /// What a [`LeakCheck`] found: tasks before and after, and the bytes still
-/// live on this thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LeakReport {
     /// Alive tasks at the start and after settling.
     pub tasks: TaskReport,
-    /// Bytes allocated on this thread since the start and not yet freed.
+    /// Bytes allocated since the start and not yet freed.
     pub live_bytes: i64,
     /// How many live bytes (either way) still count as clean.
     pub heap_tolerance: i64,
+    /// Where `live_bytes` were counted.
+    pub heap_scope: HeapScope,
 }
 
 impl LeakReport {
@@ -87,28 +131,79 @@ impl LeakReport {
 
 impl fmt::Display for LeakReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scope = match self.heap_scope {
+            HeapScope::ThisThread => "on this thread",
+            HeapScope::Process => "in this process",
+        };
+        // The task part may end with the leaked tasks' stacks: heap first.
         write!(
             f,
-            "{}; heap {} still live on this thread (tolerance {})",
-            self.tasks,
+            "heap {} still live {scope} (tolerance {}); {}",
             format_bytes_delta(self.live_bytes),
-            format_bytes(self.heap_tolerance)
+            format_bytes(self.heap_tolerance),
+            self.tasks,
         )
     }
 }
 
 impl LeakCheck {
-    /// Takes both baselines now, with [`DEFAULT_HEAP_TOLERANCE`].
+    /// Takes both baselines now, with [`DEFAULT_HEAP_TOLERANCE`], counting
+    /// the heap on this thread.
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime.
+    /// Outside a tokio runtime; on a multi-thread runtime (use
+    /// [`LeakCheck::process_wide`]); and when leakscope cannot see the heap,
+    /// with the line of code to add.
     pub fn start() -> Self {
+        let flavor = Handle::try_current()
+            .expect("leakscope::check::LeakCheck must be started inside a tokio runtime")
+            .runtime_flavor();
+        assert!(
+            flavor == RuntimeFlavor::CurrentThread,
+            "LeakCheck::start counts the heap on this thread, but this is a multi-thread \
+             runtime: its tasks allocate on other worker threads, where a per-thread counter \
+             cannot see. Use a current_thread runtime (#[tokio::test] without flavor), or \
+             LeakCheck::process_wide() in a test file of its own"
+        );
         Self {
             tasks: TaskLeakCheck::start(),
-            heap: LiveBytes::start(),
+            heap: HeapBaseline::Thread(LiveBytes::start()),
             heap_tolerance: DEFAULT_HEAP_TOLERANCE,
         }
+    }
+
+    /// Takes both baselines now, counting the heap of the whole process with
+    /// the counting allocator: for multi-thread runtimes. Exact only while
+    /// nothing else in the process allocates, so give the test a file of its
+    /// own.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, and without [`alloc::CountingAlloc`] as the
+    /// global allocator (with the line to add).
+    pub fn process_wide() -> Self {
+        let live = alloc::process_counters().unwrap_or_else(|error| panic!("{error}"));
+        Self {
+            tasks: TaskLeakCheck::start(),
+            heap: HeapBaseline::Process(live.live_bytes),
+            heap_tolerance: DEFAULT_HEAP_TOLERANCE,
+        }
+    }
+
+    /// Compares tasks by identity where task dumps are available
+    /// ([`TaskLeakCheck::ignoring_current`]): the failure message then says
+    /// where each leaked task waits.
+    pub async fn identify_tasks(mut self) -> Self {
+        self.tasks = TaskLeakCheck::ignoring_current().await;
+        self
+    }
+
+    /// Waits up to `budget` for tasks that are still finishing (see
+    /// [`TaskLeakCheck::settle_budget`]).
+    pub fn settle_budget(mut self, budget: std::time::Duration) -> Self {
+        self.tasks = self.tasks.settle_budget(budget);
+        self
     }
 
     /// Uses `bytes` as the heap tolerance instead (for code that keeps a
@@ -122,10 +217,20 @@ impl LeakCheck {
     /// and with them their memory), then measures.
     pub async fn report(&self) -> LeakReport {
         let tasks = self.tasks.settle().await;
+        let (live_bytes, heap_scope) = match &self.heap {
+            HeapBaseline::Thread(scope) => (scope.live_bytes(), HeapScope::ThisThread),
+            HeapBaseline::Process(baseline) => {
+                let now = alloc::process_counters()
+                    .expect("checked at the start")
+                    .live_bytes;
+                (now - baseline, HeapScope::Process)
+            }
+        };
         LeakReport {
             tasks,
-            live_bytes: self.heap.live_bytes(),
+            live_bytes,
             heap_tolerance: self.heap_tolerance,
+            heap_scope,
         }
     }
 
@@ -135,7 +240,7 @@ impl LeakCheck {
         let report = self.report().await;
         assert!(
             report.is_clean(),
-            "leak check failed: {report}. Tasks still alive are running or blocked after the \
+            "leak check failed: {report}\nTasks still alive are running or blocked after the \
              test body returned; live bytes are memory the body allocated and kept."
         );
     }
@@ -185,16 +290,17 @@ mod tests {
         assert_eq!(report.leaked_tasks(), 1);
         assert!(report.live_bytes >= 64 * 1024, "{report}");
         assert!(report.heap_leaked() && !report.is_clean());
+        assert!(report.to_string().starts_with("heap +64."), "{report}");
         assert!(
             report
                 .to_string()
-                .starts_with("1 task(s) leaked: 1 alive now, 0 at the baseline; heap +64."),
+                .ends_with("on this thread (tolerance 1.0 KiB); 1 task(s) leaked: 1 alive now, 0 at the baseline"),
             "{report}"
         );
     }
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]
-    #[should_panic(expected = "leak check failed: 0 task(s) leaked")]
+    #[should_panic(expected = "0 task(s) leaked")]
     async fn kept_memory_alone_fails_the_check() {
         let check = LeakCheck::start();
         let kept = std::hint::black_box(vec![0u8; 8192]);

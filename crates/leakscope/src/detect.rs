@@ -51,7 +51,6 @@
 //! ```
 
 use std::fmt;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -75,80 +74,94 @@ pub struct Observation {
 
 impl Observation {
     /// The observation a [`monitor::Sample`](crate::monitor::Sample) makes,
-    /// with the live-allocation count read alongside it (the monitor does
-    /// not read one; pass [`live_allocations`], or 0 if not tracked).
+    /// with the live-allocation count read alongside it (pass
+    /// [`live_allocations`], or 0 if not tracked).
     pub fn from_sample(sample: &crate::monitor::Sample, objects: u64) -> Self {
         Self {
             t_ms: sample.elapsed.as_millis() as u64,
-            heap_bytes: sample.heap.allocated,
+            heap_bytes: sample.live_bytes().max(0) as u64,
             objects,
             tasks: sample.alive_tasks as u64,
         }
     }
 
     /// Measures the current process now: a
-    /// [`monitor::Sample`](crate::monitor::Sample) (jemalloc's allocated
-    /// bytes, the current runtime's alive tasks) plus [`live_allocations`].
-    pub fn now(elapsed: Duration) -> Result<Self, crate::heap::Error> {
-        // Taking the sample advances jemalloc's statistics epoch; the
-        // allocation counters are read at that same epoch.
+    /// [`monitor::Sample`](crate::monitor::Sample) (live bytes, the current
+    /// runtime's alive tasks) plus [`live_allocations`].
+    pub fn now(elapsed: Duration) -> Result<Self, crate::heap::HeapError> {
         let sample = crate::monitor::Sample::take(elapsed);
-        Ok(Self::from_sample(
-            &sample,
-            live_allocations_at_current_epoch()?,
-        ))
+        let objects = match sample.live {
+            Some(counters) => counters.live_allocations.max(0) as u64,
+            // Taking the sample advanced jemalloc's statistics epoch; the
+            // allocation counters are read at that same epoch.
+            None => jemalloc_live_allocations(false)?,
+        };
+        Ok(Self::from_sample(&sample, objects))
     }
 }
 
-/// MIBs of jemalloc's merged-arena counters (`MALLCTL_ARENAS_ALL` is arena
-/// 4096): small and large allocations handed out, and returned.
-type CounterMibs = [[usize; 5]; 4];
-
-// Name lookups cost more than the reads themselves, so they are done once.
-static LIVE_ALLOCATION_MIBS: OnceLock<Result<CounterMibs, crate::heap::Error>> = OnceLock::new();
-
-fn lookup_counter_mibs() -> Result<CounterMibs, crate::heap::Error> {
-    const NAMES: [&str; 4] = [
-        "stats.arenas.4096.small.nmalloc\0",
-        "stats.arenas.4096.small.ndalloc\0",
-        "stats.arenas.4096.large.nmalloc\0",
-        "stats.arenas.4096.large.ndalloc\0",
-    ];
-    let mut mibs = [[0usize; 5]; 4];
-    for (mib, name) in mibs.iter_mut().zip(NAMES) {
-        tikv_jemalloc_ctl::raw::name_to_mib(name.as_bytes(), mib)?;
+/// Live heap allocations in the whole process: exact from leakscope's
+/// [counting allocator](crate::alloc) when it is installed; otherwise, with
+/// the `jemalloc` feature and jemalloc as the allocator, over all arenas,
+/// small allocations handed out minus small ones returned, plus the same for
+/// large ones. [`HeapError::Blind`](crate::heap::HeapError::Blind) when
+/// neither can be read.
+///
+/// jemalloc keeps no single "live objects" counter (Go's `HeapObjects`); its
+/// figure is the closest honest equivalent: small regions cached in a
+/// thread's tcache count as live until the cache flushes them back, so it
+/// runs slightly high and moves in steps of a tcache fill. It costs one
+/// statistics epoch advance (jemalloc merges every arena's counters then,
+/// which dominates); the counting allocator's costs a sum over its slots.
+pub fn live_allocations() -> Result<u64, crate::heap::HeapError> {
+    if let Ok(counters) = crate::alloc::process_counters() {
+        return Ok(counters.live_allocations.max(0) as u64);
     }
-    Ok(mibs)
+    jemalloc_live_allocations(true)
 }
 
-/// Live heap allocations in the whole process, from jemalloc: over all
-/// arenas, small allocations handed out minus small ones returned, plus the
-/// same for large ones.
-///
-/// jemalloc keeps no single "live objects" counter (Go's `HeapObjects`);
-/// this is the closest honest equivalent. Small regions cached in a
-/// thread's tcache count as live until the cache flushes them back, so the
-/// figure runs slightly high and moves in steps of a tcache fill; growth
-/// over minutes, which is what a detector looks at, is accurate.
-///
-/// Costs one statistics epoch advance (jemalloc merges every arena's
-/// counters then, which dominates) and four cached-MIB reads.
-pub fn live_allocations() -> Result<u64, crate::heap::Error> {
-    tikv_jemalloc_ctl::epoch::advance()?;
-    live_allocations_at_current_epoch()
+#[cfg(not(feature = "jemalloc"))]
+fn jemalloc_live_allocations(_advance_epoch: bool) -> Result<u64, crate::heap::HeapError> {
+    Err(crate::heap::HeapError::Blind)
 }
 
-/// [`live_allocations`] as of the last epoch advance (for a caller that
-/// has just advanced it, as [`HeapStats::read`](crate::heap::HeapStats::read) does).
-fn live_allocations_at_current_epoch() -> Result<u64, crate::heap::Error> {
-    let mibs = LIVE_ALLOCATION_MIBS
-        .get_or_init(lookup_counter_mibs)
-        .as_ref()
-        .map_err(|error| *error)?;
-    // SAFETY: all four counters are `uint64_t` in jemalloc's mallctl table.
-    let [small_in, small_out, large_in, large_out] =
-        mibs.map(|mib| unsafe { tikv_jemalloc_ctl::raw::read_mib::<u64>(&mib) });
-    Ok(small_in?.saturating_sub(small_out?) + large_in?.saturating_sub(large_out?))
+#[cfg(feature = "jemalloc")]
+fn jemalloc_live_allocations(advance_epoch: bool) -> Result<u64, crate::heap::HeapError> {
+    /// MIBs of jemalloc's merged-arena counters (`MALLCTL_ARENAS_ALL` is
+    /// arena 4096): small and large allocations handed out, and returned.
+    type CounterMibs = [[usize; 5]; 4];
+    // Name lookups cost more than the reads themselves, so they are done once.
+    static MIBS: std::sync::OnceLock<Result<CounterMibs, crate::heap::Error>> =
+        std::sync::OnceLock::new();
+    fn lookup() -> Result<CounterMibs, crate::heap::Error> {
+        const NAMES: [&str; 4] = [
+            "stats.arenas.4096.small.nmalloc\0",
+            "stats.arenas.4096.small.ndalloc\0",
+            "stats.arenas.4096.large.nmalloc\0",
+            "stats.arenas.4096.large.ndalloc\0",
+        ];
+        let mut mibs = [[0usize; 5]; 4];
+        for (mib, name) in mibs.iter_mut().zip(NAMES) {
+            tikv_jemalloc_ctl::raw::name_to_mib(name.as_bytes(), mib)?;
+        }
+        Ok(mibs)
+    }
+    if !crate::heap::jemalloc_is_global_allocator() {
+        return Err(crate::heap::HeapError::Blind);
+    }
+    let read = || -> Result<u64, crate::heap::Error> {
+        if advance_epoch {
+            tikv_jemalloc_ctl::epoch::advance()?;
+        }
+        let mibs = MIBS.get_or_init(lookup).as_ref().map_err(|error| *error)?;
+        // SAFETY: all four counters are `uint64_t` in jemalloc's mallctl table.
+        let [small_in, small_out, large_in, large_out] =
+            mibs.map(|mib| unsafe { tikv_jemalloc_ctl::raw::read_mib::<u64>(&mib) });
+        Ok(small_in?.saturating_sub(small_out?) + large_in?.saturating_sub(large_out?))
+    };
+    // jemalloc is the allocator and was built with statistics: a failure here
+    // would be a broken build, not a missing setup.
+    Ok(read().expect("jemalloc statistics"))
 }
 
 /// What grew.
@@ -1036,6 +1049,7 @@ mod tests {
                 allocated: 4096,
                 ..Default::default()
             },
+            live: None,
             alive_tasks: 3,
             rss_bytes: None,
         };

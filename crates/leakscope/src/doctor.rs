@@ -37,7 +37,7 @@
 //! use leakscope::doctor::{Recorder, Verdict};
 //!
 //! #[global_allocator]
-//! static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+//! static ALLOC: leakscope::alloc::CountingAlloc = leakscope::alloc::CountingAlloc::system();
 //!
 //! let mut recorder = Recorder::new();
 //! let mut kept = Vec::new();
@@ -56,10 +56,9 @@
 
 use std::fmt::{self, Write as _};
 use std::io::{Read as _, Write as _};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::heap::{HeapStats, jemalloc_is_global_allocator};
+use crate::heap::HeapStats;
 use crate::report::{format_bytes, format_bytes_delta};
 
 /// Fewest samples a verdict is given on: a trend needs two halves of two.
@@ -162,7 +161,14 @@ pub struct Counting {
 
 /// The counting allocator's counters, when one is installed.
 fn counting_signals() -> Option<Counting> {
-    None
+    let counters = crate::alloc::process_counters().ok()?;
+    let bytes = |value: i64| value.max(0) as u64;
+    Some(Counting {
+        live_bytes: bytes(counters.live_bytes),
+        live_allocations: bytes(counters.live_allocations),
+        total_allocated_bytes: counters.total_allocated_bytes,
+        peak_live_bytes: bytes(counters.peak_live_bytes),
+    })
 }
 
 /// Resident memory split by what backs it, from `/proc/PID/status`.
@@ -250,9 +256,7 @@ impl Sample {
     /// Reads this process's signals now. `elapsed` stamps it; `work_done`
     /// is the caller's count of work units, if any.
     pub fn read_self(elapsed: Duration, work_done: Option<u64>) -> Self {
-        let jemalloc = jemalloc_is_allocator()
-            .then(|| HeapStats::read().ok())
-            .flatten();
+        let jemalloc = read_jemalloc();
         let glibc = if jemalloc.is_none() {
             read_glibc_heap()
         } else {
@@ -371,9 +375,27 @@ fn prometheus_values(text: &str) -> Vec<(&str, u64)> {
     values
 }
 
+/// Whether jemalloc serves this process's allocations (feature `jemalloc`).
 fn jemalloc_is_allocator() -> bool {
-    static JEMALLOC: OnceLock<bool> = OnceLock::new();
-    *JEMALLOC.get_or_init(jemalloc_is_global_allocator)
+    #[cfg(feature = "jemalloc")]
+    {
+        static JEMALLOC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *JEMALLOC.get_or_init(crate::heap::jemalloc_is_global_allocator)
+    }
+    #[cfg(not(feature = "jemalloc"))]
+    false
+}
+
+#[cfg(feature = "jemalloc")]
+fn read_jemalloc() -> Option<HeapStats> {
+    jemalloc_is_allocator()
+        .then(|| HeapStats::read().ok())
+        .flatten()
+}
+
+#[cfg(not(feature = "jemalloc"))]
+fn read_jemalloc() -> Option<HeapStats> {
+    None
 }
 
 /// Parses `/proc/PID/status`: RSS (kB lines) and the thread count.
@@ -488,6 +510,7 @@ pub fn purge_probe() -> Option<PurgeProbe> {
     })
 }
 
+#[cfg(feature = "jemalloc")]
 fn purge_jemalloc() -> bool {
     // `arena.4096.purge` (4096 is MALLCTL_ARENAS_ALL) neither reads nor
     // writes a value, so it is called without pointers.
@@ -502,6 +525,11 @@ fn purge_jemalloc() -> bool {
         )
     };
     status == 0
+}
+
+#[cfg(not(feature = "jemalloc"))]
+fn purge_jemalloc() -> bool {
+    false
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -1389,12 +1417,14 @@ impl MetricsUrl {
         stream
             .set_read_timeout(Some(TIMEOUT))
             .map_err(|error| fail(error.to_string()))?;
-        write!(
-            stream,
+        // One write: a server may answer (and close) after the first packet.
+        let request = format!(
             "GET {} HTTP/1.0\r\nHost: {}\r\nAccept: text/plain\r\n\r\n",
             self.path, self.host_port
-        )
-        .map_err(|error| fail(error.to_string()))?;
+        );
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|error| fail(error.to_string()))?;
         let mut response = Vec::new();
         stream
             .take(MAX_BODY)
@@ -1483,36 +1513,30 @@ impl PeakReplay {
 }
 
 /// Runs `burst` `cycles` times and records live bytes and resident memory
-/// after each. Live bytes come from jemalloc's exact per-thread counter
-/// (run the burst on this thread: a `current_thread` runtime), or from
-/// the counting allocator.
+/// after each. Live bytes are this thread's, exact
+/// ([`LiveBytes`](crate::heap::LiveBytes): the counting allocator or
+/// jemalloc): run the burst on this thread, on a `current_thread` runtime
+/// if it is async.
 ///
 /// # Panics
 ///
-/// When neither jemalloc nor a counting allocator is installed.
+/// When leakscope cannot see the heap (neither the counting allocator nor
+/// jemalloc is the global allocator), with the line to add.
 pub fn replay_peak(cycles: usize, mut burst: impl FnMut()) -> PeakReplay {
-    let live = || -> i64 {
-        if jemalloc_is_allocator() {
-            crate::heap::thread_live_bytes()
-        } else if let Some(counting) = counting_signals() {
-            counting.live_bytes as i64
-        } else {
-            panic!("replay_peak needs jemalloc or leakscope's counting allocator installed")
-        }
-    };
+    let live = crate::heap::LiveBytes::try_start().unwrap_or_else(|error| panic!("{error}"));
     let resident = || {
         Sample::read_self(Duration::ZERO, None)
             .rss
             .map_or(0, |rss| rss.anon as i64)
     };
-    let (live_before, resident_before) = (live(), resident());
+    let resident_before = resident();
     let mut replay = PeakReplay {
         live_after_cycle: Vec::with_capacity(cycles),
         resident_after_cycle: Vec::with_capacity(cycles),
     };
     for _ in 0..cycles {
         burst();
-        replay.live_after_cycle.push(live() - live_before);
+        replay.live_after_cycle.push(live.live_bytes());
         replay
             .resident_after_cycle
             .push(resident() - resident_before);
@@ -1647,8 +1671,6 @@ pub fn to_prometheus(sample: &Sample) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    // jemalloc is the global allocator of this test binary (set in `heap`'s tests).
 
     const MIB: u64 = 1 << 20;
 
@@ -1806,16 +1828,25 @@ mod tests {
     }
 
     #[test]
-    fn reading_this_process_sees_rss_threads_and_jemalloc() {
+    fn reading_this_process_sees_rss_threads_and_the_allocator() {
         let sample = Sample::read_self(Duration::ZERO, None);
         let rss = sample.rss.expect("RSS from /proc/self/status");
         assert!(rss.anon > 0 && rss.file > 0);
         assert!(sample.threads.unwrap() >= 1);
-        assert_eq!(sample.live_bytes().unwrap().1, LiveSource::Jemalloc);
-        assert!(
-            sample.glibc.is_none(),
-            "glibc's numbers mean nothing under jemalloc"
-        );
+        // The unit tests run on jemalloc with the `jemalloc` feature, on the
+        // counting allocator over glibc's malloc without it (see lib.rs).
+        if cfg!(feature = "jemalloc") {
+            assert_eq!(sample.live_bytes().unwrap().1, LiveSource::Jemalloc);
+            assert!(
+                sample.glibc.is_none(),
+                "glibc's numbers mean nothing under jemalloc"
+            );
+        } else {
+            assert_eq!(sample.live_bytes().unwrap().1, LiveSource::Counting);
+            if cfg!(all(target_os = "linux", target_env = "gnu")) {
+                assert!(sample.glibc.unwrap().in_use > 0);
+            }
+        }
     }
 
     #[test]

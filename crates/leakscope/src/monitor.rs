@@ -2,9 +2,13 @@
 //! process's resident memory at a fixed interval, keeps a bounded history,
 //! and says whether memory keeps growing.
 //!
-//! * [`Sample`] — one reading: jemalloc's statistics ([`HeapStats`]), alive
-//!   tokio tasks, and RSS from `/proc/self/statm`. [`Sample::take`] reads one
-//!   without a monitor.
+//! * [`Sample`] — one reading: live bytes and allocations from leakscope's
+//!   [counting allocator](crate::alloc) when it is installed, jemalloc's
+//!   statistics ([`HeapStats`], feature `jemalloc`) when jemalloc is the
+//!   allocator, alive tokio tasks, and RSS from `/proc/self/statm`.
+//!   [`Sample::take`] reads one without a monitor. A monitor that could see
+//!   neither allocator would report a flat 0 B: [`Monitor::try_start`]
+//!   refuses to start instead, with the line to add.
 //! * [`Monitor`] — a task on the current tokio runtime that records a sample
 //!   every [`MonitorConfig::interval`] into a ring buffer of
 //!   [`MonitorConfig::capacity`] samples. It stops when cancelled, when
@@ -24,7 +28,7 @@
 //! use leakscope::monitor::{Monitor, MonitorConfig};
 //!
 //! #[global_allocator]
-//! static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+//! static ALLOC: leakscope::alloc::CountingAlloc = leakscope::alloc::CountingAlloc::system();
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
 //! let monitor = Monitor::start(MonitorConfig::default().interval(Duration::from_secs(1)));
@@ -35,7 +39,7 @@
 //! let summary = log.summary();
 //! assert!(summary.growth_bytes >= 4 << 20);
 //! assert!(!summary.warnings.is_empty());
-//! assert!(log.to_prometheus().contains("jemalloc_allocated_bytes "));
+//! assert!(log.to_prometheus().contains("leakscope_live_bytes "));
 //! # drop(kept);
 //! # });
 //! ```
@@ -49,7 +53,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::heap::HeapStats;
+use crate::alloc::{self, Counters};
+use crate::heap::{self, HeapError, HeapStats};
 use crate::report::{format_bytes, format_bytes_delta};
 
 /// Samples a monitor keeps unless told otherwise: ten minutes at 1 Hz.
@@ -73,8 +78,10 @@ pub struct Sample {
     /// [`Sample::take`] chose).
     pub elapsed: Duration,
     /// jemalloc's process-wide statistics; all zero if they cannot be read
-    /// (jemalloc not built with statistics).
+    /// (feature `jemalloc` off, or jemalloc is not the allocator).
     pub heap: HeapStats,
+    /// The counting allocator's process-wide counters, when it is installed.
+    pub live: Option<Counters>,
     /// Tasks alive in the current tokio runtime; 0 outside a runtime.
     pub alive_tasks: usize,
     /// Resident set size of the whole process, from `/proc/self/statm`;
@@ -86,12 +93,16 @@ impl Sample {
     // ANCHOR: sample_take
     /// Reads the heap, the task count and RSS now, stamped with `elapsed`.
     ///
-    /// Costs one jemalloc epoch advance plus six cached-MIB reads, one
-    /// metrics read from tokio and one `pread` of `/proc/self/statm`.
+    /// Costs a sum over the counting allocator's thread slots (when it is
+    /// installed), one jemalloc epoch advance plus six cached-MIB reads (when
+    /// jemalloc is), one metrics read from tokio and one `pread` of
+    /// `/proc/self/statm`.
     pub fn take(elapsed: Duration) -> Self {
+        let live = alloc::process_counters().ok();
         Self {
             elapsed,
-            heap: HeapStats::read().unwrap_or_default(),
+            heap: read_jemalloc_stats(live.is_none()),
+            live,
             alive_tasks: tokio::runtime::Handle::try_current()
                 .map(|runtime| runtime.metrics().num_alive_tasks())
                 .unwrap_or(0),
@@ -99,6 +110,15 @@ impl Sample {
         }
     }
     // ANCHOR_END: sample_take
+
+    /// Bytes the program holds: the counting allocator's live bytes when it
+    /// is installed (requested sizes), jemalloc's `allocated` otherwise.
+    pub fn live_bytes(&self) -> i64 {
+        match self.live {
+            Some(counters) => counters.live_bytes,
+            None => self.heap.allocated as i64,
+        }
+    }
 
     /// The sample's gauges in the Prometheus text exposition format
     /// (version 0.0.4): jemalloc statistics, alive tasks, and RSS under the
@@ -110,6 +130,43 @@ impl Sample {
     }
 
     fn write_prometheus(&self, text: &mut String) {
+        if let Some(live) = self.live {
+            let counters: [(&str, &str, &str, i64); 4] = [
+                (
+                    "leakscope_live_bytes",
+                    "gauge",
+                    "Bytes in live allocations (requested sizes): watch this one for leaks.",
+                    live.live_bytes,
+                ),
+                (
+                    "leakscope_live_allocations",
+                    "gauge",
+                    "Allocations not yet freed.",
+                    live.live_allocations,
+                ),
+                (
+                    "leakscope_allocated_bytes_total",
+                    "counter",
+                    "Bytes allocated since the process started, frees not subtracted.",
+                    live.total_allocated_bytes as i64,
+                ),
+                (
+                    "leakscope_allocations_total",
+                    "counter",
+                    "Allocations made since the process started.",
+                    live.total_allocations as i64,
+                ),
+            ];
+            for (name, kind, help, value) in counters {
+                write_metric(text, name, kind, help, value.max(0) as u64);
+            }
+        }
+        // With the counting allocator and no jemalloc statistics, zeros
+        // would only mislead.
+        if self.live.is_some() && self.heap == HeapStats::default() {
+            self.write_tasks_and_rss(text);
+            return;
+        }
         let heap = &self.heap;
         let gauges: [(&str, &str, u64); 6] = [
             (
@@ -146,6 +203,10 @@ impl Sample {
         for (name, help, value) in gauges {
             write_metric(text, name, "gauge", help, value);
         }
+        self.write_tasks_and_rss(text);
+    }
+
+    fn write_tasks_and_rss(&self, text: &mut String) {
         write_metric(
             text,
             "tokio_alive_tasks",
@@ -177,9 +238,9 @@ impl fmt::Display for Sample {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "[{:>7.1}s] allocated {}, resident {}, tasks {}",
+            "[{:>7.1}s] live {}, resident {}, tasks {}",
             self.elapsed.as_secs_f64(),
-            format_bytes(self.heap.allocated as i64),
+            format_bytes(self.live_bytes()),
             format_bytes(self.heap.resident as i64),
             self.alive_tasks
         )?;
@@ -188,6 +249,23 @@ impl fmt::Display for Sample {
         }
         Ok(())
     }
+}
+
+// jemalloc's statistics when they can be read and are wanted.
+#[cfg(feature = "jemalloc")]
+fn read_jemalloc_stats(counting_missing: bool) -> HeapStats {
+    // With the counting allocator installed jemalloc's numbers are extra
+    // detail; read them only when jemalloc is really the allocator.
+    if counting_missing || heap::jemalloc_is_global_allocator() {
+        HeapStats::read().unwrap_or_default()
+    } else {
+        HeapStats::default()
+    }
+}
+
+#[cfg(not(feature = "jemalloc"))]
+fn read_jemalloc_stats(_counting_missing: bool) -> HeapStats {
+    HeapStats::default()
 }
 
 // ANCHOR: rss
@@ -337,14 +415,14 @@ pub struct Summary {
     pub first: Sample,
     /// The latest sample.
     pub last: Sample,
-    /// The sample with the largest allocated heap.
+    /// The sample with the most live bytes ([`Sample::live_bytes`]).
     pub peak: Sample,
-    /// `last.heap.allocated − first.heap.allocated`.
+    /// `last.live_bytes() − first.live_bytes()`.
     pub growth_bytes: i64,
     /// Growth per minute of elapsed time between first and last sample
     /// (0 when they were taken at the same instant).
     pub growth_per_minute: f64,
-    /// Consecutive increases of the allocated heap up to the last sample.
+    /// Consecutive increases of live bytes up to the last sample.
     pub rising_samples: usize,
     /// The warnings the configured thresholds raise, in the seed's order.
     pub warnings: Vec<Warning>,
@@ -361,12 +439,12 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "allocated {} -> {} ({}, {}/min), peak {}",
-            format_bytes(self.first.heap.allocated as i64),
-            format_bytes(self.last.heap.allocated as i64),
+            "live {} -> {} ({}, {}/min), peak {}",
+            format_bytes(self.first.live_bytes()),
+            format_bytes(self.last.live_bytes()),
             format_bytes_delta(self.growth_bytes),
             format_bytes_delta(self.growth_per_minute as i64),
-            format_bytes(self.peak.heap.allocated as i64)
+            format_bytes(self.peak.live_bytes())
         )?;
         writeln!(
             f,
@@ -394,7 +472,7 @@ impl LogState {
     // ANCHOR: ring_buffer
     fn record(&mut self, sample: Sample) {
         let previous = self.recent.back().copied().unwrap_or(self.first);
-        if self.samples_taken > 0 && sample.heap.allocated > previous.heap.allocated {
+        if self.samples_taken > 0 && sample.live_bytes() > previous.live_bytes() {
             self.rising_samples += 1;
         } else {
             self.rising_samples = 0;
@@ -402,7 +480,7 @@ impl LogState {
         if self.samples_taken == 0 {
             self.first = sample;
         }
-        if self.samples_taken == 0 || sample.heap.allocated > self.peak.heap.allocated {
+        if self.samples_taken == 0 || sample.live_bytes() > self.peak.live_bytes() {
             self.peak = sample;
         }
         // Full: drop the oldest. The deque never grows past its first allocation.
@@ -476,7 +554,7 @@ impl MonitorLog {
         let state = self.lock();
         let last = state.recent.back().copied().unwrap_or_default();
         let first = state.first;
-        let growth_bytes = last.heap.allocated as i64 - first.heap.allocated as i64;
+        let growth_bytes = last.live_bytes() - first.live_bytes();
         let minutes = last.elapsed.saturating_sub(first.elapsed).as_secs_f64() / 60.0;
         let growth_per_minute = if minutes > 0.0 {
             growth_bytes as f64 / minutes
@@ -550,14 +628,26 @@ impl Monitor {
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime with time enabled.
+    /// Outside a tokio runtime with time enabled, and when leakscope cannot
+    /// see the heap ([`Monitor::try_start`] says why instead).
     pub fn start(config: MonitorConfig) -> Self {
         Self::start_with_cancellation(config, &CancellationToken::new())
+    }
+
+    /// Like [`Monitor::start`], but returns [`HeapError::Blind`] (whose
+    /// message is the line of code to add) when neither leakscope's counting
+    /// allocator nor jemalloc is the global allocator.
+    pub fn try_start(config: MonitorConfig) -> Result<Self, HeapError> {
+        heap::source()?;
+        Ok(Self::start(config))
     }
 
     /// Like [`Monitor::start`], and also stops when `cancel` is cancelled
     /// (for example the service's shutdown token).
     pub fn start_with_cancellation(config: MonitorConfig, cancel: &CancellationToken) -> Self {
+        if let Err(error) = heap::source() {
+            panic!("{error}");
+        }
         let log = MonitorLog::new(config);
         let started = Instant::now();
         log.record(Sample::take(Duration::ZERO));
@@ -742,9 +832,13 @@ mod tests {
         let rss = rss_bytes();
         if cfg!(target_os = "linux") {
             let rss = rss.expect("/proc/self/statm is readable on Linux");
-            let heap = HeapStats::read().unwrap();
             // The heap's resident pages are part of the process's RSS.
-            assert!(rss >= heap.resident / 2, "rss {rss}, heap {heap}");
+            #[cfg(feature = "jemalloc")]
+            {
+                let heap = HeapStats::read().unwrap();
+                assert!(rss >= heap.resident / 2, "rss {rss}, heap {heap}");
+            }
+            assert!(rss >= 1 << 20, "rss {rss}");
         } else {
             assert_eq!(rss, None);
         }
@@ -762,6 +856,7 @@ mod tests {
                 retained: 5,
                 metadata: 6,
             },
+            live: None,
             alive_tasks: 7,
             rss_bytes: Some(8),
         };

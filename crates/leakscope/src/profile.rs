@@ -218,13 +218,30 @@ impl fmt::Display for ProfileError {
 
 impl std::error::Error for ProfileError {}
 
-/// Reads a pprof profile, gzipped (as served and saved) or not.
+/// The most a gzipped profile may expand to (256 MiB): a real heap profile
+/// is a few megabytes; a gzip bomb would otherwise take the machine's memory.
+pub const MAX_DECOMPRESSED_BYTES: u64 = 256 << 20;
+
+/// Reads a pprof profile, gzipped (as served and saved) or not. Empty input,
+/// bytes that are not a profile, and gzip that expands past
+/// [`MAX_DECOMPRESSED_BYTES`] are errors that say which.
 pub fn decode(bytes: &[u8]) -> Result<Profile, ProfileError> {
+    if bytes.is_empty() {
+        return Err(ProfileError::Decode("the input is empty".to_owned()));
+    }
     let mut plain = Vec::new();
     let protobuf = if bytes.starts_with(&[0x1f, 0x8b]) {
+        // Read one byte past the cap to tell "exactly the cap" from "more".
         flate2::read::GzDecoder::new(bytes)
+            .take(MAX_DECOMPRESSED_BYTES + 1)
             .read_to_end(&mut plain)
             .map_err(|error| ProfileError::Decode(format!("gzip: {error}")))?;
+        if plain.len() as u64 > MAX_DECOMPRESSED_BYTES {
+            return Err(ProfileError::Decode(format!(
+                "gzip expands past {} MiB: not a heap profile",
+                MAX_DECOMPRESSED_BYTES >> 20
+            )));
+        }
         &plain[..]
     } else {
         bytes
@@ -266,7 +283,7 @@ const C_ALLOCATOR_PREFIXES: [&str; 17] = [
 /// Rust paths that only move an allocation request along: the global
 /// allocator shims, liballoc's containers, and the std hash map's table.
 /// Their callers are the code that decided to allocate.
-const RUST_ALLOCATOR_PATHS: [&str; 10] = [
+const RUST_ALLOCATOR_PATHS: [&str; 12] = [
     "__rust_",
     "__rdl_",
     "__rg_",
@@ -275,6 +292,8 @@ const RUST_ALLOCATOR_PATHS: [&str; 10] = [
     "core::alloc::",
     "std::alloc::",
     "tikv_jemallocator::",
+    "leakscope::alloc::",
+    "<leakscope::alloc::",
     "hashbrown::",
     "std::collections::hash::",
 ];
@@ -806,6 +825,7 @@ impl fmt::Display for TaskSite {
 /// Whether a frame belongs to the async machinery around a task rather than
 /// to the code the task runs.
 #[cfg(all(
+    feature = "taskdump",
     tokio_unstable,
     target_os = "linux",
     any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
@@ -826,6 +846,7 @@ fn is_runtime_frame(function: &str) -> bool {
 
 /// One resolved frame of a task's backtrace.
 #[cfg(all(
+    feature = "taskdump",
     tokio_unstable,
     target_os = "linux",
     any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
@@ -837,6 +858,7 @@ struct Frame {
 }
 
 #[cfg(all(
+    feature = "taskdump",
     tokio_unstable,
     target_os = "linux",
     any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
@@ -872,6 +894,7 @@ impl Frame {
 
 /// Drops the `::h0123456789abcdef` hash rustc appends to symbol names.
 #[cfg(all(
+    feature = "taskdump",
     tokio_unstable,
     target_os = "linux",
     any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
@@ -895,6 +918,7 @@ fn without_hash(symbol: &str) -> &str {
 /// the target is Linux on x86, x86-64 or AArch64. A dump re-polls every task
 /// in a tracing mode: it is a debugging tool, not something to run often.
 #[cfg(all(
+    feature = "taskdump",
     tokio_unstable,
     target_os = "linux",
     any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
@@ -998,6 +1022,32 @@ pub fn task_profile(sites: &[TaskSite]) -> Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_refuses_empty_input_and_a_gzip_bomb() {
+        let empty = decode(&[]).unwrap_err();
+        assert_eq!(empty.to_string(), "not a pprof profile: the input is empty");
+
+        // 300 MiB of zeros gzip to about 300 KiB.
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..300 {
+            gzip.write_all(&zeros).unwrap();
+        }
+        let bomb = gzip.finish().unwrap();
+        assert!(bomb.len() < 1 << 20);
+        let refused = decode(&bomb).unwrap_err();
+        assert!(
+            refused.to_string().contains("expands past 256 MiB"),
+            "{refused}"
+        );
+
+        let garbage = decode(b"not a profile at all").unwrap_err();
+        assert!(
+            garbage.to_string().starts_with("not a pprof profile"),
+            "{garbage}"
+        );
+    }
 
     const JEMALLOC_LEAF: [&str; 5] = [
         "prof_backtrace_impl",
@@ -1170,6 +1220,7 @@ mod tests {
     }
 
     #[cfg(all(
+        feature = "taskdump",
         tokio_unstable,
         target_os = "linux",
         any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")

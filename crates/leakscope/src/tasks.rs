@@ -2,13 +2,20 @@
 //!
 //! A task that never finishes is the async version of a goroutine leak: it
 //! holds its future (and everything the future owns) forever. Go programs
-//! catch these with `runtime.NumGoroutine()` and `goleak`; this module is
-//! the tokio counterpart.
+//! catch these with `runtime.NumGoroutine()` and uber-go/goleak; this module
+//! is the tokio counterpart, with goleak's discipline:
 //!
 //! * [`alive_tasks`] — how many tasks the current runtime holds, from tokio's
 //!   stable runtime metrics (`RuntimeMetrics::num_alive_tasks`).
-//! * [`TaskLeakCheck`] — take a baseline, run the code, let the runtime settle,
-//!   then report (or assert) how many tasks outlived it.
+//! * [`TaskLeakCheck`] — take a baseline, run the code, then wait for
+//!   stragglers (yielding, then sleeping with backoff up to a time budget,
+//!   on tokio's paused clock too) before reporting the tasks that outlived
+//!   it. With task dumps (feature `taskdump`, `--cfg tokio_unstable`, Linux
+//!   on x86/x86-64/AArch64) it compares task *identities*, like goleak's
+//!   `IgnoreCurrent`, so a baseline task that ends while a new one leaks
+//!   still fails the check, and its failure message says where each leaked
+//!   task waits; [`TaskLeakCheck::ignore_waiting_in`] is goleak's
+//!   `IgnoreTopFunction`. Without dumps it compares counts.
 //!
 //! ```
 //! use std::time::Duration;
@@ -21,6 +28,7 @@
 //!         tokio::time::sleep(Duration::from_secs(1)).await;
 //!     }
 //! });
+//! # let check = check.settle_budget(Duration::from_millis(20));
 //! assert_eq!(check.leaked_tasks().await, 1);
 //!
 //! worker.abort();
@@ -30,15 +38,39 @@
 //!
 //! Counts are exact on a `current_thread` runtime. On a multi-thread runtime
 //! other workers may still be finishing tasks when the count is read; the
-//! settling loop makes that unlikely but cannot rule it out.
+//! settling loop waits for them up to its budget.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 
 /// How many times [`TaskLeakCheck`] yields to the scheduler, waiting for
-/// finished or aborted tasks to be released, before it reports.
+/// finished or aborted tasks to be released, before it starts sleeping.
 pub const SETTLE_ROUNDS: usize = 64;
+
+/// How long [`TaskLeakCheck`] waits, in all, for tasks that are still
+/// finishing before it calls them leaked (goleak retries for about as long).
+/// On a paused clock this is simulated time and costs nothing.
+pub const DEFAULT_SETTLE_BUDGET: Duration = Duration::from_secs(1);
+
+// The first sleep between two looks; it doubles up to MAX_BACKOFF.
+const FIRST_BACKOFF: Duration = Duration::from_millis(1);
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Whether this build can take task dumps (feature `taskdump`, `--cfg
+/// tokio_unstable`, Linux on x86, x86-64 or AArch64).
+pub const TASK_DUMPS: bool = cfg!(all(
+    feature = "taskdump",
+    tokio_unstable,
+    target_os = "linux",
+    any(
+        target_arch = "x86",
+        target_arch = "x86_64",
+        target_arch = "aarch64"
+    )
+));
 
 /// Number of tasks alive in the current tokio runtime: spawned and not yet
 /// completed (or completed but not yet released by the scheduler).
@@ -53,28 +85,110 @@ pub fn alive_tasks() -> usize {
         .num_alive_tasks()
 }
 
-/// A goleak-style check: remembers how many tasks were alive when it
-/// started, and later tells how many more are alive after the runtime had a
-/// chance to finish what was finishing.
+/// One task as a task dump shows it: its id and where it waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskTrace {
+    /// tokio's task id, unique among the runtime's tasks.
+    pub id: String,
+    /// The task's stack at its await point, as tokio prints it.
+    pub trace: String,
+}
+
+/// Why a task dump could not be taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskDumpUnavailable;
+
+impl fmt::Display for TaskDumpUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "task dumps are not available in this build: they need leakscope's `taskdump` \
+             feature, `--cfg tokio_unstable` for every crate (in RUSTFLAGS or \
+             .cargo/config.toml's build.rustflags; a RUSTFLAGS variable replaces the config \
+             file's), and Linux on x86, x86-64 or AArch64"
+        )
+    }
+}
+
+impl std::error::Error for TaskDumpUnavailable {}
+
+/// Every task alive in the current runtime, with its id and where it waits,
+/// from tokio's task dump (`Handle::dump`). The quickest way to see *which*
+/// tasks a [`TaskLeakCheck`] counted.
+pub async fn task_dump() -> Result<Vec<TaskTrace>, TaskDumpUnavailable> {
+    #[cfg(all(
+        feature = "taskdump",
+        tokio_unstable,
+        target_os = "linux",
+        any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    {
+        let dump = Handle::current().dump().await;
+        Ok(dump
+            .tasks()
+            .iter()
+            .map(|task| TaskTrace {
+                id: task.id().to_string(),
+                trace: task.trace().to_string(),
+            })
+            .collect())
+    }
+    #[cfg(not(all(
+        feature = "taskdump",
+        tokio_unstable,
+        target_os = "linux",
+        any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
+    )))]
+    {
+        Err(TaskDumpUnavailable)
+    }
+}
+
+/// The stack of every task alive in the current runtime, one string each
+/// ([`task_dump`] without the ids).
+pub async fn task_traces() -> Result<Vec<String>, TaskDumpUnavailable> {
+    Ok(task_dump()
+        .await?
+        .into_iter()
+        .map(|task| task.trace)
+        .collect())
+}
+
+/// A goleak-style check: remembers which tasks were alive when it started,
+/// and later tells which others are alive after the runtime had a chance to
+/// finish what was finishing.
 #[derive(Debug)]
 pub struct TaskLeakCheck {
     handle: Handle,
     baseline: usize,
+    // Ids of the tasks alive at the start, when dumps are available.
+    baseline_ids: Option<BTreeSet<String>>,
+    ignored: Vec<String>,
+    budget: Duration,
 }
 
-/// The result of a [`TaskLeakCheck`]: what was alive before and after.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The result of a [`TaskLeakCheck`]: what was alive before and after, and
+/// (with task dumps) which tasks leaked and where they wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TaskReport {
     /// Alive tasks when the check started.
     pub baseline: usize,
     /// Alive tasks after settling.
     pub alive: usize,
+    /// With task dumps: the tasks alive now that were not at the start and
+    /// are not ignored. `None` when dumps are unavailable (counts only).
+    pub leaked: Option<Vec<TaskTrace>>,
 }
 
 impl TaskReport {
-    /// Tasks alive now that were not alive at the baseline.
+    /// Tasks alive now that were not alive at the baseline: by identity
+    /// with task dumps, by count without.
     pub fn leaked_tasks(&self) -> usize {
-        self.alive.saturating_sub(self.baseline)
+        match &self.leaked {
+            Some(leaked) => leaked.len(),
+            None => self.alive.saturating_sub(self.baseline),
+        }
     }
 }
 
@@ -86,12 +200,26 @@ impl fmt::Display for TaskReport {
             self.leaked_tasks(),
             self.alive,
             self.baseline
-        )
+        )?;
+        if let Some(leaked) = &self.leaked {
+            for task in leaked {
+                write!(
+                    f,
+                    "\n--- leaked task {} waits at:\n{}",
+                    task.id,
+                    task.trace.trim_end()
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 
 impl TaskLeakCheck {
-    /// Takes the baseline from the current runtime.
+    /// Takes the baseline from the current runtime: how many tasks are alive.
+    /// The check compares counts, so a baseline task that ends while a new
+    /// one leaks cancels out; [`TaskLeakCheck::ignoring_current`] compares
+    /// identities where task dumps are available.
     ///
     /// # Panics
     ///
@@ -100,7 +228,48 @@ impl TaskLeakCheck {
         let handle = Handle::try_current()
             .expect("leakscope::tasks::TaskLeakCheck must be started inside a tokio runtime");
         let baseline = handle.metrics().num_alive_tasks();
-        Self { handle, baseline }
+        Self {
+            handle,
+            baseline,
+            baseline_ids: None,
+            ignored: Vec::new(),
+            budget: DEFAULT_SETTLE_BUDGET,
+        }
+    }
+
+    /// Takes the baseline by identity (goleak's `IgnoreCurrent`): with task
+    /// dumps ([`TASK_DUMPS`]), the tasks alive now are ignored by id, and the
+    /// check reports every other task alive at the end, with where it waits.
+    /// Without dumps it is [`TaskLeakCheck::start`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub async fn ignoring_current() -> Self {
+        let mut check = Self::start();
+        check.baseline_ids = task_dump()
+            .await
+            .ok()
+            .map(|tasks| tasks.into_iter().map(|task| task.id).collect());
+        check
+    }
+
+    /// Waits up to `budget` in all (instead of [`DEFAULT_SETTLE_BUDGET`]) for
+    /// tasks that are still finishing.
+    pub fn settle_budget(mut self, budget: Duration) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Does not count tasks whose stack in the task dump contains `pattern`
+    /// (goleak's `IgnoreTopFunction`): a background task the code under test
+    /// starts on purpose. Dumps name a frame by its location
+    /// (`src/flusher.rs:42:17`) and by its function where the symbol has one,
+    /// so a file name, a `file:line` or a type name work. Needs task dumps;
+    /// without them it has no effect.
+    pub fn ignore_waiting_at(mut self, pattern: &str) -> Self {
+        self.ignored.push(pattern.to_owned());
+        self
     }
 
     /// Alive tasks when the check started.
@@ -113,23 +282,51 @@ impl TaskLeakCheck {
         self.handle.metrics().num_alive_tasks()
     }
 
-    /// Yields to the scheduler (up to [`SETTLE_ROUNDS`] times) until no more
-    /// tasks are alive than at the baseline, then reports.
+    async fn look(&self) -> TaskReport {
+        let alive = self.alive_now();
+        let leaked = match &self.baseline_ids {
+            Some(baseline_ids) => task_dump().await.ok().map(|tasks| {
+                tasks
+                    .into_iter()
+                    .filter(|task| !baseline_ids.contains(&task.id))
+                    .filter(|task| !self.ignored.iter().any(|f| task.trace.contains(f.as_str())))
+                    .collect()
+            }),
+            None => None,
+        };
+        TaskReport {
+            baseline: self.baseline,
+            alive,
+            leaked,
+        }
+    }
+
+    /// Waits for tasks that are still finishing, then reports: yields to the
+    /// scheduler (up to [`SETTLE_ROUNDS`] times), then sleeps with doubling
+    /// backoff until nothing leaked or the budget is spent.
     ///
     /// Yielding lets aborted tasks be cancelled and finished tasks be
-    /// released; it does not advance time, so a task sleeping forever stays
-    /// counted, as it should.
+    /// released; sleeping lets a task that is about to end (a short timer, a
+    /// reply in flight) end. A task sleeping forever stays counted, as it
+    /// should. On a paused clock the sleeps advance simulated time.
     pub async fn settle(&self) -> TaskReport {
         for _ in 0..SETTLE_ROUNDS {
-            if self.alive_now() <= self.baseline {
+            if self.alive_now() <= self.baseline && self.baseline_ids.is_none() {
                 break;
             }
             tokio::task::yield_now().await;
         }
-        TaskReport {
-            baseline: self.baseline,
-            alive: self.alive_now(),
+        let mut report = self.look().await;
+        let mut waited = Duration::ZERO;
+        let mut backoff = FIRST_BACKOFF;
+        while report.leaked_tasks() > 0 && waited < self.budget {
+            let pause = backoff.min(self.budget - waited);
+            tokio::time::sleep(pause).await;
+            waited += pause;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            report = self.look().await;
         }
+        report
     }
 
     /// Tasks alive beyond the baseline after settling.
@@ -137,37 +334,16 @@ impl TaskLeakCheck {
         self.settle().await.leaked_tasks()
     }
 
-    /// Panics, saying how many tasks leaked, unless the runtime is back to
-    /// its baseline after settling.
+    /// Panics, saying how many tasks leaked (and, with task dumps, where each
+    /// waits), unless none did after settling.
     pub async fn assert_no_leaks(&self) {
         let report = self.settle().await;
         assert!(
             report.leaked_tasks() == 0,
-            "task leak: {report}. A spawned task is still running (or blocked) after the \
+            "task leak: {report}\nA spawned task is still running (or blocked) after the \
              code under test returned: cancel it, abort it, or await it."
         );
     }
-}
-
-/// The stack of every task alive in the current runtime, one string each:
-/// where each task waits, from tokio's task dump (`Handle::dump`). The
-/// quickest way to see *which* tasks a [`TaskLeakCheck`] counted; see
-/// `leakscope::profile::task_sites` for the same grouped by function and line.
-///
-/// Task dumps are an unstable tokio API: they exist only when every crate is
-/// built with `--cfg tokio_unstable`, tokio has its `taskdump` feature, and
-/// the target is Linux on x86, x86-64 or AArch64.
-#[cfg(all(
-    tokio_unstable,
-    target_os = "linux",
-    any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
-))]
-pub async fn task_traces() -> Vec<String> {
-    let dump = Handle::current().dump().await;
-    dump.tasks()
-        .iter()
-        .map(|task| task.trace().to_string())
-        .collect()
 }
 
 /// Makes the current runtime set up what it keeps for the rest of its life,
@@ -184,7 +360,7 @@ pub async fn task_traces() -> Vec<String> {
 /// use leakscope::{heap::LiveBytes, tasks::warm_up_runtime};
 ///
 /// #[global_allocator]
-/// static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+/// static ALLOC: leakscope::alloc::CountingAlloc = leakscope::alloc::CountingAlloc::system();
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// warm_up_runtime(100).await;
@@ -278,18 +454,83 @@ mod tests {
         assert!(heap.live_bytes() <= 0, "kept {} bytes", heap.live_bytes());
     }
 
-    #[cfg(all(tokio_unstable, target_os = "linux", target_arch = "x86_64"))]
     #[tokio::test(flavor = "current_thread", start_paused = true)]
-    async fn task_traces_show_where_a_leaked_task_waits() {
+    async fn task_traces_show_where_a_leaked_task_waits_or_say_why_not() {
         let _detached = tokio::spawn(async {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
         tokio::task::yield_now().await;
-        let traces = task_traces().await;
-        assert_eq!(traces.len(), 1, "{traces:#?}");
-        assert!(traces[0].contains("tokio::time::sleep"), "{}", traces[0]);
+        match (TASK_DUMPS, task_traces().await) {
+            (true, Ok(traces)) => {
+                assert_eq!(traces.len(), 1, "{traces:#?}");
+                assert!(traces[0].contains("tokio::time::sleep"), "{}", traces[0]);
+            }
+            (false, Err(why)) => {
+                assert!(why.to_string().contains("--cfg tokio_unstable"), "{why}");
+            }
+            (dumps, result) => panic!("TASK_DUMPS is {dumps} but the dump gave {result:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_task_that_ends_shortly_after_is_not_a_leak() {
+        let check = TaskLeakCheck::start();
+        tokio::spawn(tokio::time::sleep(Duration::from_millis(1)));
+        tokio::spawn(tokio::time::sleep(Duration::from_millis(300)));
+        // Yielding alone cannot finish them; the backoff's sleeps do.
+        check.assert_no_leaks().await;
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_task_outliving_the_budget_is_a_leak() {
+        let check = TaskLeakCheck::start().settle_budget(Duration::from_millis(500));
+        tokio::spawn(tokio::time::sleep(Duration::from_secs(2)));
+        let started = tokio::time::Instant::now();
+        assert_eq!(check.leaked_tasks().await, 1);
+        // The whole budget was waited, and not more.
+        assert_eq!(started.elapsed(), Duration::from_millis(500));
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn by_count_a_baseline_task_ending_hides_a_new_leak_by_identity_it_does_not() {
+        let baseline_worker = tokio::spawn(std::future::pending::<()>());
+        let by_count = TaskLeakCheck::start();
+        let by_identity = TaskLeakCheck::ignoring_current().await;
+        baseline_worker.abort();
+        let _leaked = tokio::spawn(std::future::pending::<()>());
+        // One ended, one leaked: the count is back to the baseline.
+        assert_eq!(by_count.leaked_tasks().await, 0);
+        let report = by_identity.settle().await;
+        if TASK_DUMPS {
+            assert_eq!(report.leaked_tasks(), 1, "{report}");
+            assert!(report.to_string().contains("leaked task"), "{report}");
+        } else {
+            assert_eq!(report.leaked, None);
+            assert_eq!(report.leaked_tasks(), 0);
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn ignored_functions_are_not_leaks_with_task_dumps() {
+        const FLUSHER_WAITS_AT: u32 = line!() + 3;
+        async fn background_flusher() {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        let check = TaskLeakCheck::ignoring_current()
+            .await
+            .ignore_waiting_at(&format!("tasks.rs:{FLUSHER_WAITS_AT}:"))
+            .settle_budget(Duration::from_millis(10));
+        let _flusher = tokio::spawn(background_flusher());
+        let report = check.settle().await;
+        if TASK_DUMPS {
+            assert_eq!(report.leaked_tasks(), 0, "{report}");
+        } else {
+            assert_eq!(report.leaked_tasks(), 1, "{report}");
+        }
     }
 
     #[test]

@@ -1,3 +1,4 @@
+#![cfg(feature = "jemalloc")]
 //! `live_allocations` reads process-wide counters, so it is tested in a
 //! process of its own, where no other test allocates or frees meanwhile.
 
