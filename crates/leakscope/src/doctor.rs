@@ -702,12 +702,21 @@ impl Diagnosis {
 impl fmt::Display for Diagnosis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "verdict: {}", self.verdict)?;
-        writeln!(
-            f,
-            "window: {:.1} s, {} samples",
-            self.window.as_secs_f64(),
-            self.samples
-        )?;
+        if self.window < Duration::from_secs(10) {
+            writeln!(
+                f,
+                "window: {} ms, {} samples",
+                self.window.as_millis(),
+                self.samples
+            )?;
+        } else {
+            writeln!(
+                f,
+                "window: {:.0} s, {} samples",
+                self.window.as_secs_f64(),
+                self.samples
+            )?;
+        }
         writeln!(f, "evidence:")?;
         for line in &self.evidence {
             writeln!(f, "  - {line}")?;
