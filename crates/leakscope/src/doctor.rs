@@ -1489,6 +1489,21 @@ impl PeakReplay {
             .collect()
     }
 
+    /// The same replay without its first `cycles` cycles: for bursts whose
+    /// allocator takes more than one cycle to settle (jemalloc may map a
+    /// little more on the second pass before it reuses its extents).
+    pub fn skip(&self, cycles: usize) -> PeakReplay {
+        PeakReplay {
+            live_after_cycle: self.live_after_cycle.iter().skip(cycles).copied().collect(),
+            resident_after_cycle: self
+                .resident_after_cycle
+                .iter()
+                .skip(cycles)
+                .copied()
+                .collect(),
+        }
+    }
+
     /// Panics if any cycle after the first left more than `tolerance`
     /// live bytes behind.
     pub fn assert_no_live_growth(&self, tolerance: i64) {
