@@ -72,7 +72,7 @@ pub const WAVES: [usize; 4] = [WAVE, WAVE, WAVE, 2 * WAVE];
 pub const BLOCKING_JOBS: usize = 64;
 
 /// Bursts of blocking jobs.
-pub const BLOCKING_BURSTS: u64 = 8;
+pub const BLOCKING_BURSTS: u64 = 16;
 
 /// The bounded blocking pool's size.
 pub const BLOCKING_THREADS: usize = 4;

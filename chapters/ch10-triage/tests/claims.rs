@@ -210,7 +210,15 @@ fn jemalloc_with_its_defaults_keeps_a_burst_per_thread_too() {
 fn jemalloc_with_one_arena_or_without_decay_keeps_the_arenas_workload_small() {
     for conf in ["narenas:1", "dirty_decay_ms:0"] {
         let run = run_with("arenas-jemalloc", "bad", Some(("MALLOC_CONF", conf)));
-        assert_eq!(run.verdict, "NOT A LEAK", "{conf}: {}", run.report);
+        // On a quiet machine NOT A LEAK; on a busy one the eight threads'
+        // caches may still fill a request or two after the first, and the
+        // doctor sees freed pages not yet reused: RETENTION. Never a leak,
+        // never arenas.
+        assert!(
+            ["NOT A LEAK", "RETENTION"].contains(&run.verdict.as_str()),
+            "{conf}: {}",
+            run.report
+        );
         assert!(growth(&run) < 2 * ARENA_BURST, "{conf}: {}", run.report);
     }
 }

@@ -947,7 +947,22 @@ fn decide(
                 // thread-local caches); memory that keeps rising after the
                 // thread count stopped is something else.
                 let levelled_off = (late as f64) < t.late_share * trend as f64;
-                if grown <= floor || levelled_off || share >= t.attributed_share {
+                // Threads still being started in the second half: memory
+                // rising with them (a thread's caches fill when it first
+                // runs a job, a little after it starts) is theirs.
+                let [_, threads_q2, _, threads_q4] = threads.troughs(&quarters);
+                let threads_still_rising = threads_q4 > threads_q2;
+                if threads_still_rising {
+                    evidence.push(format!(
+                        "threads still being started in the second half ({threads_q2} -> \
+                         {threads_q4})"
+                    ));
+                }
+                if grown <= floor
+                    || levelled_off
+                    || threads_still_rising
+                    || share >= t.attributed_share
+                {
                     if levelled_off && grown > floor {
                         evidence.push(format!(
                             "memory levelled off with the threads: {} in the last quarter",
@@ -1014,6 +1029,31 @@ fn decide(
             evidence.push(per_unit);
         }
         return Verdict::Leak;
+    }
+    // The counting allocator sees only Rust's global allocator; C code
+    // calling malloc shows up in jemalloc's or glibc's own counts.
+    let allocator_heaps: [(&str, Option<Series>); 2] = [
+        (
+            "jemalloc's allocated",
+            Series::of(samples, |s| s.jemalloc.map(|j| j.allocated)),
+        ),
+        (
+            "glibc's bytes in use",
+            Series::of(samples, |s| s.glibc.map(|g| g.in_use)),
+        ),
+    ];
+    for (name, heap) in allocator_heaps {
+        let Some(heap) = heap else { continue };
+        let (growth, late) = heap.trend(&quarters);
+        if growth > floor && late as f64 >= t.late_share * growth as f64 {
+            evidence.push(format!(
+                "{name} keeps rising ({}, {} in the last quarter) while the live bytes above do \
+                 not: allocations outside Rust's global allocator (C code calling malloc)",
+                delta(growth),
+                delta(late)
+            ));
+            return Verdict::Leak;
+        }
     }
 
     // 4. Resident grew, live bytes did not keep up: who holds it?
@@ -1083,7 +1123,10 @@ fn decide(
 
     // 4a. More than the program ever held at once: memory is not reused.
     // Only a counting allocator knows the peak; sampled peaks miss bursts.
-    let peak_is_exact = samples.iter().all(|s| s.counting.is_some());
+    // A metrics page may carry live bytes without the peak (0 then).
+    let peak_is_exact = samples
+        .iter()
+        .all(|s| s.counting.is_some_and(|c| c.peak_live_bytes > 0));
     if !peak_is_exact {
         missing.push(
             "the exact peak of live bytes (leakscope::alloc::CountingAlloc): without it, \
@@ -1116,7 +1159,47 @@ fn decide(
     }
 
     // 4b. Growth only at new peaks, none while the same load repeated.
-    let intervals = PeakIntervals::measure(samples, &resident.values, &peaks, floor);
+    // A repeat of the load allocates at least a quarter of what the peak
+    // added; background chatter allocates less.
+    let repeat_bytes = (peak_growth.max(floor) / 4) as u64;
+    let intervals = PeakIntervals::measure(samples, &resident.values, &peaks, floor, repeat_bytes);
+
+    // 4c. Resident still rising, with no new peaks behind it and nothing
+    // the program holds rising: memory is not being reused, or it is held
+    // outside the heaps the doctor reads.
+    let (resident_trend, resident_late) = resident.trend(&quarters);
+    if resident_trend > floor
+        && resident_late as f64 >= t.late_share * resident_trend as f64
+        && (intervals.growth_at_peaks as f64) < t.attributed_share * intervals.growth_total as f64
+    {
+        evidence.push(format!(
+            "resident still rising in the last quarter ({}) without new peaks of live bytes",
+            delta(resident_late)
+        ));
+        let held_free = |s: &Sample| {
+            s.glibc.map(|g| g.free).or(s
+                .jemalloc
+                .map(|j| j.resident.saturating_sub(j.active + j.metadata)))
+        };
+        if let (Some(before), Some(after)) = (
+            held_free(&samples[0]),
+            held_free(&samples[samples.len() - 1]),
+        ) && (after as i64 - before as i64) as f64 >= 0.5 * resident_growth as f64
+        {
+            evidence.push(format!(
+                "the allocator's free memory grew by {}: it keeps freed memory it does not reuse",
+                delta(after as i64 - before as i64)
+            ));
+            return Verdict::FragmentationOrArenas;
+        }
+        missing.push(
+            "who holds the growth: neither the program's live bytes nor the allocator's free \
+             memory rose with it — read /proc/PID/smaps for mappings outside the heap (mmap, \
+             stacks), or install the allocator statistics (feature jemalloc, glibc mallinfo2)"
+                .into(),
+        );
+        return Verdict::CantTell;
+    }
     if intervals.peak_steps >= 2
         && intervals.repeats >= 1
         && intervals.growth_at_peaks as f64 >= t.attributed_share * intervals.growth_total as f64
@@ -1147,10 +1230,19 @@ fn decide(
         ));
         return Verdict::FragmentationOrArenas;
     }
-    evidence.push(
-        "live bytes are back down and no load reused the pages: they wait for decay or a purge"
-            .into(),
-    );
+    if intervals.peak_steps >= 2 && intervals.repeats == 0 {
+        evidence.push(format!(
+            "resident grew with {} new peaks and no lower load came to show whether the pages \
+             are reused: retention, or a ratchet (replay the same peak to tell: replay_peak)",
+            intervals.peak_steps
+        ));
+    } else {
+        evidence.push(
+            "live bytes are back down and no load reused the pages since: they wait for decay \
+             or a purge"
+                .into(),
+        );
+    }
     Verdict::Retention
 }
 // ANCHOR_END: decide
@@ -1203,7 +1295,13 @@ struct PeakIntervals {
 }
 
 impl PeakIntervals {
-    fn measure(samples: &[Sample], resident: &[u64], peaks: &[u64], floor: i64) -> Self {
+    fn measure(
+        samples: &[Sample],
+        resident: &[u64],
+        peaks: &[u64],
+        floor: i64,
+        repeat_bytes: u64,
+    ) -> Self {
         let step_threshold = (floor / 2).max(1) as u64;
         let mut intervals = Self {
             peak_steps: 0,
@@ -1219,7 +1317,7 @@ impl PeakIntervals {
             if new_peak {
                 intervals.peak_steps += 1;
                 intervals.growth_at_peaks += grew;
-            } else if did_work(&samples[i - 1], &samples[i]) {
+            } else if did_work(&samples[i - 1], &samples[i], repeat_bytes) {
                 intervals.repeats += 1;
                 intervals.repeats_after_growth += 1;
             }
@@ -1232,13 +1330,14 @@ impl PeakIntervals {
 }
 
 /// Whether the program did work between two samples: the caller's work
-/// counter moved, or (without one) the counting allocator allocated.
-fn did_work(before: &Sample, after: &Sample) -> bool {
+/// counter moved, or (without one) the counting allocator allocated at
+/// least `repeat_bytes`.
+fn did_work(before: &Sample, after: &Sample, repeat_bytes: u64) -> bool {
     match (before.work_done, after.work_done) {
         (Some(before), Some(after)) => after > before,
         _ => match (before.counting, after.counting) {
             (Some(before), Some(after)) => {
-                after.total_allocated_bytes > before.total_allocated_bytes
+                after.total_allocated_bytes >= before.total_allocated_bytes + repeat_bytes.max(1)
             }
             _ => false,
         },
@@ -1766,6 +1865,51 @@ mod tests {
         }
         let diagnosis = diagnose(&samples, None);
         assert_eq!(diagnosis.verdict, Verdict::Retention, "{diagnosis}");
+    }
+
+    #[test]
+    fn background_allocations_after_a_burst_are_not_a_repeat_of_the_load() {
+        let live = [10 * MIB; 8];
+        let resident = [20, 60, 60, 60, 60, 60, 60, 60].map(|m| m * MIB);
+        let peaks = [10, 50, 0, 0, 0, 0, 0, 0].map(|m| m * MIB);
+        let mut samples = series(&live, &resident, &peaks);
+        // No work counter; after the burst only a few KiB are allocated
+        // per interval (timers, logging).
+        let mut total = 0;
+        for (i, s) in samples.iter_mut().enumerate() {
+            s.work_done = None;
+            total += if i == 1 { 40 * MIB } else { 4096 };
+            s.counting.as_mut().unwrap().total_allocated_bytes = total;
+        }
+        let diagnosis = diagnose(&samples, None);
+        assert_eq!(diagnosis.verdict, Verdict::Retention, "{diagnosis}");
+    }
+
+    #[test]
+    fn a_live_bytes_page_without_a_peak_is_not_an_exact_peak() {
+        let mut sample = Sample::default();
+        sample.merge_prometheus("leakscope_live_bytes 1048576\n");
+        assert_eq!(sample.counting.unwrap().peak_live_bytes, 0);
+        let samples: Vec<Sample> = (0..8)
+            .map(|i| Sample {
+                elapsed: Duration::from_secs(i),
+                rss: Some(Rss {
+                    anon: (20 + 10 * i) * MIB,
+                    ..Rss::default()
+                }),
+                ..sample
+            })
+            .collect();
+        let diagnosis = diagnose(&samples, None);
+        assert_ne!(
+            diagnosis.verdict,
+            Verdict::FragmentationOrArenas,
+            "{diagnosis}"
+        );
+        assert!(
+            diagnosis.missing.iter().any(|m| m.contains("exact peak")),
+            "{diagnosis}"
+        );
     }
 
     #[test]
