@@ -1913,6 +1913,49 @@ mod tests {
     }
 
     #[test]
+    fn c_allocations_seen_only_by_the_allocator_are_a_leak() {
+        // Rust's counted live bytes flat; jemalloc's allocated (which sees
+        // C code's malloc too) rising steadily.
+        let live = [10 * MIB; 8];
+        let resident: Vec<u64> = (0..8).map(|i| 20 * MIB + i * 4 * MIB).collect();
+        let mut samples = series(&live, &resident, &live);
+        for (i, s) in samples.iter_mut().enumerate() {
+            s.jemalloc = Some(HeapStats {
+                allocated: 12 * MIB + i as u64 * 4 * MIB,
+                ..HeapStats::default()
+            });
+        }
+        let diagnosis = diagnose(&samples, None);
+        assert_eq!(diagnosis.verdict, Verdict::Leak, "{diagnosis}");
+    }
+
+    #[test]
+    fn resident_rising_with_glibc_free_memory_is_arenas_even_without_a_peak() {
+        let samples: Vec<Sample> = (0..8)
+            .map(|i| Sample {
+                elapsed: Duration::from_secs(i),
+                glibc: Some(GlibcHeap {
+                    in_use: MIB,
+                    free: i * 8 * MIB,
+                    arenas: Some(8),
+                }),
+                rss: Some(Rss {
+                    anon: 4 * MIB + i * 8 * MIB,
+                    ..Rss::default()
+                }),
+                threads: Some(9),
+                ..Sample::default()
+            })
+            .collect();
+        let diagnosis = diagnose(&samples, None);
+        assert_eq!(
+            diagnosis.verdict,
+            Verdict::FragmentationOrArenas,
+            "{diagnosis}"
+        );
+    }
+
+    #[test]
     fn growth_only_at_new_peaks_is_a_ratchet() {
         let live = [10 * MIB; 8];
         let resident = [20, 60, 60, 60, 60, 100, 100, 100].map(|m| m * MIB);
