@@ -1164,11 +1164,12 @@ fn decide(
     let repeat_bytes = (peak_growth.max(floor) / 4) as u64;
     let intervals = PeakIntervals::measure(samples, &resident.values, &peaks, floor, repeat_bytes);
 
-    // 4c. Resident still rising, with no new peaks behind it and nothing
-    // the program holds rising: memory is not being reused, or it is held
-    // outside the heaps the doctor reads.
+    // 4c. Without the exact peak (4a needs it): resident still rising, with
+    // no new peaks behind it and nothing the program holds rising. Memory
+    // is not being reused, or it is held outside the heaps the doctor reads.
     let (resident_trend, resident_late) = resident.trend(&quarters);
-    if resident_trend > floor
+    if !peak_is_exact
+        && resident_trend > floor
         && resident_late as f64 >= t.late_share * resident_trend as f64
         && (intervals.growth_at_peaks as f64) < t.attributed_share * intervals.growth_total as f64
     {
