@@ -23,6 +23,8 @@
 //!   statistics, RSS, threads and tasks over a window and gives a verdict
 //!   (leak, task leak, retention, arenas, threads, ratchet, not a leak)
 //!   with its evidence and the next step.
+//! * `matcher` (feature `pprof`) — names the leak shapes of this book in a
+//!   heap profile or a task dump: the shape, the evidence, the section to read.
 //! * [`report`] and `chart` (feature `chart`) — tables, sparklines and SVG
 //!   charts for showing those numbers to people.
 //!
@@ -77,6 +79,8 @@ pub mod check;
 pub mod detect;
 pub mod doctor;
 pub mod heap;
+#[cfg(feature = "pprof")]
+pub mod matcher;
 pub mod monitor;
 #[cfg(feature = "pprof")]
 pub mod profile;
