@@ -589,8 +589,9 @@ impl Verdict {
     pub fn next_step(self) -> &'static str {
         match self {
             Verdict::Leak => {
-                "take two heap profiles minutes apart and diff them (chapter 5, /debug/pprof/heap); \
-                 look for maps and caches that only grow (chapter 3) and Rc/Arc cycles (chapter 2)"
+                "take two heap profiles minutes apart and diff them (chapter 5, /debug/pprof/heap; \
+                 leakscope::matcher names the shapes chapters 11-13 show); look for maps and \
+                 caches that only grow (chapter 3) and Rc/Arc cycles (chapter 2)"
             }
             Verdict::TaskLeak => {
                 "dump the tasks and see where they wait (chapter 5's task dump); give every task an \
@@ -606,7 +607,8 @@ impl Verdict {
             }
             Verdict::Threads => {
                 "bound the thread pools (tokio max_blocking_threads, a semaphore before \
-                 spawn_blocking) and keep per-thread caches small — chapter 10"
+                 spawn_blocking) and keep per-thread caches small — chapter 10; scratch space \
+                 not tied to threads — chapter 13"
             }
             Verdict::Ratchet => {
                 "memory follows the largest load seen: bound the peak (concurrency limits, body \
