@@ -19,6 +19,10 @@
 //!   robust trend test rather than absolute limits.
 //! * `profile` (feature `pprof`) — heap profiles in pprof's format that
 //!   `go tool pprof` reads.
+//! * [`doctor`] — is it a leak at all? Samples live bytes, allocator
+//!   statistics, RSS, threads and tasks over a window and gives a verdict
+//!   (leak, task leak, retention, arenas, threads, ratchet, not a leak)
+//!   with its evidence and the next step.
 //! * `matcher` (feature `pprof`) — names the leak shapes of this book in a
 //!   heap profile or a task dump: the shape, the evidence, the section to read.
 //! * [`report`] and `chart` (feature `chart`) — tables, sparklines and SVG
@@ -56,7 +60,7 @@
 //! | (none) | `alloc`, `heap::LiveBytes`, `tasks`, `check`, `monitor`, `detect`, `report` | tokio, tokio-util, libc |
 //! | `jemalloc` | `heap::HeapStats`, jemalloc's per-thread counters | builds jemalloc from C |
 //! | `pprof` | `profile`: heap profiles | `jemalloc` + jemalloc_pprof, its symbolizer, inferno |
-//! | `http` | `monitor::metrics_router` | axum |
+//! | `http` | `monitor::metrics_router`, `doctor::doctor_router` | axum |
 //! | `chart` | `chart`: SVG charts | plotters |
 //! | `taskdump` | task identities and stacks | tokio's `taskdump`; needs `--cfg tokio_unstable`, Linux on x86/x86-64/AArch64 |
 //!
@@ -73,6 +77,7 @@ pub mod alloc;
 pub mod chart;
 pub mod check;
 pub mod detect;
+pub mod doctor;
 pub mod heap;
 #[cfg(feature = "pprof")]
 pub mod matcher;
