@@ -48,6 +48,8 @@ pub mod chart;
 pub mod check;
 pub mod detect;
 pub mod heap;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod monitor;
 #[cfg(feature = "pprof")]
 pub mod profile;
