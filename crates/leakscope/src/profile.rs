@@ -800,6 +800,7 @@ pub async fn take_heap(view: HeapView) -> Result<Profile, ProfileError> {
     }
     // The decoded profile is unsampled too: a delta profile keeps the
     // earlier one for the whole window, and it is not the program's memory.
+    let sampling_period = 1_i64 << control.lg_sample();
     off_runtime(move || {
         unsampled(|| {
             // jemalloc_pprof's errors are `anyhow::Error`s: only their text is kept.
@@ -809,6 +810,8 @@ pub async fn take_heap(view: HeapView) -> Result<Profile, ProfileError> {
             )
             .map_err(ProfileError::Dump)?;
             let mut profile = decode(&raw)?;
+            // Bytes allocated per sample on average (jemalloc_pprof leaves it 0).
+            profile.period = sampling_period;
             if view == HeapView::Program {
                 drop_symbolizer_samples(&mut profile, 0);
                 trim_allocator_frames(&mut profile);
