@@ -11,6 +11,7 @@
 #                                          installed; go-pprof-cited-lines.txt: the source
 #                                          lines they cite (checked by tests/go_pprof.rs)
 #   capture.sh go       only the go-pprof captures.
+#   capture.sh features output/feature-deps.txt: crates each leakscope feature builds.
 #   capture.sh bench    runs the profiling-cost benches into output/bench.txt.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -79,6 +80,19 @@ capture_go() {
     trap - EXIT
 }
 
+# How many crates each leakscope feature brings into a build (normal
+# dependencies, leakscope included): what the page says each costs.
+capture_features() {
+    {
+        echo "features        crates built"
+        for features in "" http pprof http,pprof; do
+            printf '%-15s %s\n' "${features:-(default)}" "$(
+                cargo tree -e normal -p leakscope ${features:+--features "$features"} --prefix none |
+                    sed 's/ (\*)$//' | sort -u | wc -l)"
+        done
+    } > "$out/feature-deps.txt"
+}
+
 case "${1:-all}" in
     all)
         cargo run --quiet -p ch5-pprof -- demo --out "$demo_dir" > "$out/demo.txt"
@@ -87,6 +101,7 @@ case "${1:-all}" in
         cargo build --quiet -p ch5-pprof --example dhat_heap
         # dhat writes dhat-heap.json into the working directory.
         (cd "$demo_dir" && for side in bad good; do "${CARGO_TARGET_DIR:-..}/debug/examples/dhat_heap" "$side"; done) > "$out/dhat.txt" 2>&1
+        capture_features
         if command -v go > /dev/null; then
             capture_go
         else
@@ -96,6 +111,9 @@ case "${1:-all}" in
     go)
         capture_go
         ;;
+    features)
+        capture_features
+        ;;
     bench)
         for bench in cost_plain cost_jemalloc_prof cost_dhat; do
             cargo bench --quiet -p ch5-pprof --bench "$bench" 2>/dev/null
@@ -103,7 +121,7 @@ case "${1:-all}" in
         cat "$out/bench.txt"
         ;;
     *)
-        echo "usage: capture.sh [go|bench]" >&2
+        echo "usage: capture.sh [go|features|bench]" >&2
         exit 2
         ;;
 esac

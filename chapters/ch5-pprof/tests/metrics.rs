@@ -107,7 +107,8 @@ async fn both_services_export_what_chapter_6_alerts_on_and_promtool_accepts_it()
         "{leaky}"
     );
     assert!(
-        gauge(&fixed, "tokio_alive_tasks") < gauge(&leaky, "tokio_alive_tasks") - leaked_workers / 2,
+        gauge(&fixed, "tokio_alive_tasks")
+            < gauge(&leaky, "tokio_alive_tasks") - leaked_workers / 2,
         "{fixed}"
     );
 }
