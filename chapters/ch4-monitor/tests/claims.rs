@@ -173,7 +173,7 @@ fn assert_carries(metrics: &HashMap<String, Value>, latest: Sample, samples_take
     assert_eq!(gauge("jemalloc_metadata_bytes"), latest.heap.metadata);
     assert_eq!(gauge("tokio_alive_tasks"), latest.alive_tasks as u64);
     assert_eq!(
-        Some(gauge("process_resident_memory_bytes")),
+        Some(gauge("leakscope_rss_bytes")),
         latest.rss_bytes
     );
     assert_eq!(
