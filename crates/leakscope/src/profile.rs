@@ -417,9 +417,14 @@ const SYMBOLIZER_PATHS: [&str; 3] = ["backtrace::symbolize::", "addr2line::", "g
 /// `sample_index`).
 ///
 /// The first profile a process serves makes `backtrace` parse the
-/// executable's debug information and keep it: tens of MiB for a debug
-/// build. Left in, that cache is the largest thing in every later heap
-/// profile, and `-top` blames the profiler instead of the program.
+/// executable's debug information and keep it: tens of MiB. Left in, that
+/// cache is the largest thing in every later heap profile, and `-top` blames
+/// the profiler instead of the program.
+///
+/// The profiles [`take_heap`] serves never sample the profiler's own work
+/// ([`profiler_work`]); this filter by frame name remains for symbolizer
+/// allocations made elsewhere (a panic's backtrace, say). It recognises
+/// full paths only, which a release build's inlined frames lack.
 pub fn drop_symbolizer_samples(profile: &mut Profile, sample_index: usize) -> i64 {
     let symbolizer_functions: HashSet<u64> = profile
         .function
