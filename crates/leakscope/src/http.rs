@@ -37,7 +37,9 @@
 //! learns the peer from axum's `ConnectInfo`, so the server must be started
 //! with `into_make_service_with_connect_info::<SocketAddr>()`; without it the
 //! router cannot tell who asks and refuses everyone, with a 403 that says
-//! this. A service behind its own access control can opt out with
+//! this. A Prometheus server on another machine needs
+//! [`DebugRoutes::allow_remote_metrics`], which opens `/metrics` only; a
+//! service behind its own access control can open everything with
 //! [`DebugRoutes::allow_remote_peers`].
 //!
 //! # What the binary must set
@@ -96,6 +98,7 @@ pub const MAX_PROFILE_SECONDS: u64 = 600;
 #[non_exhaustive]
 pub struct DebugRoutes {
     allow_remote_peers: bool,
+    allow_remote_metrics: bool,
     monitor: Option<MonitorLog>,
     task_dump_timeout: Duration,
 }
@@ -111,6 +114,7 @@ impl DebugRoutes {
     pub fn new() -> Self {
         Self {
             allow_remote_peers: false,
+            allow_remote_metrics: false,
             monitor: None,
             task_dump_timeout: DEFAULT_TASK_DUMP_TIMEOUT,
         }
@@ -120,6 +124,13 @@ impl DebugRoutes {
     /// router behind its own access control.
     pub fn allow_remote_peers(mut self) -> Self {
         self.allow_remote_peers = true;
+        self
+    }
+
+    /// Answers every peer at `/metrics` only, for a Prometheus server on
+    /// another machine; the profiles stay loopback-only.
+    pub fn allow_remote_metrics(mut self) -> Self {
+        self.allow_remote_metrics = true;
         self
     }
 
@@ -144,20 +155,32 @@ impl DebugRoutes {
             registry: Arc::new(registry),
             task_dump_timeout: self.task_dump_timeout,
         };
-        let router = Router::new().route("/metrics", get(metrics));
+        let guarded = |router: Router<S>, open: bool| {
+            if open {
+                router
+            } else {
+                router.layer(middleware::from_fn(loopback_only))
+            }
+        };
+        let metrics = Router::new()
+            .route("/metrics", get(metrics))
+            .with_state(shared.clone());
+        let metrics = guarded(
+            metrics,
+            self.allow_remote_peers || self.allow_remote_metrics,
+        );
         #[cfg(feature = "pprof")]
-        let router = router
-            .route("/debug/pprof/", get(pprof::index))
-            .route("/debug/pprof/heap", get(pprof::heap))
-            .route("/debug/pprof/flamegraph", get(pprof::flamegraph))
-            .route("/debug/pprof/goroutine", get(pprof::goroutine))
-            .route("/debug/pprof/tasks", get(pprof::tasks));
-        let router = router.with_state(shared);
-        if self.allow_remote_peers {
-            router
-        } else {
-            router.layer(middleware::from_fn(loopback_only))
-        }
+        let metrics = metrics.merge(guarded(
+            Router::new()
+                .route("/debug/pprof/", get(pprof::index))
+                .route("/debug/pprof/heap", get(pprof::heap))
+                .route("/debug/pprof/flamegraph", get(pprof::flamegraph))
+                .route("/debug/pprof/goroutine", get(pprof::goroutine))
+                .route("/debug/pprof/tasks", get(pprof::tasks))
+                .with_state(shared),
+            self.allow_remote_peers,
+        ));
+        metrics
     }
 }
 
@@ -679,6 +702,16 @@ mod tests {
         let open = DebugRoutes::new().allow_remote_peers().router();
         let (status, _) = get_from(open, Some("10.1.2.3:40000"), "/metrics").await;
         assert_eq!(status, StatusCode::OK);
+
+        let scraped = || DebugRoutes::new().allow_remote_metrics().router();
+        let (status, _) = get_from(scraped(), Some("10.1.2.3:40000"), "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        #[cfg(feature = "pprof")]
+        {
+            let (status, _) =
+                get_from(scraped(), Some("10.1.2.3:40000"), "/debug/pprof/heap").await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+        }
     }
 
     #[tokio::test(flavor = "current_thread")]
