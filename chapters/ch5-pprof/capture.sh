@@ -55,13 +55,7 @@ capture_go() {
         echo "\$ curl $url/heap?debug=1"
         curl -sf "$url/heap?debug=1" | sed -n '1,3p;/^#/p' | sed -n '1,8p' | cut -c1-160
     } | sed "s|$PWD/||g" > "$out/go-pprof-debug1.txt"
-    # -seconds: leak 64 KiB every 20 ms while pprof waits for the delta.
-    (for i in $(seq 5000 5249); do
-        curl -sf -o /dev/null "http://$addr/leak?id=key-$i&size=65536"; sleep 0.02
-    done) &
-    local leaker=$!
-    pprof_capture 9 go-pprof-seconds.txt -seconds 5 -top "$url/heap"
-    wait "$leaker"
+    # Before -seconds, whose requests start more workers.
     {
         echo "\$ go tool pprof -top $url/goroutine"
         go tool pprof -top "$url/goroutine" 2>&1 | sed -n '/^Type:/,$p' | sed '/^Time:/d' | sed -n '1,8p'
@@ -69,6 +63,13 @@ capture_go() {
         echo "\$ curl $url/goroutine?debug=1"
         curl -sf "$url/goroutine?debug=1"
     } | sed "s|$PWD/||g" > "$out/go-pprof-goroutine.txt"
+    # -seconds: leak 64 KiB every 20 ms while pprof waits for the delta.
+    (for i in $(seq 5000 5249); do
+        curl -sf -o /dev/null "http://$addr/leak?id=key-$i&size=65536"; sleep 0.02
+    done) &
+    local leaker=$!
+    pprof_capture 9 go-pprof-seconds.txt -seconds 5 -top "$url/heap"
+    wait "$leaker"
     # Each source line the captures cite, as it read then: the claims check
     # it against the live source, so a capture left stale after an edit fails.
     grep -ohE 'chapters/ch5-pprof/src/[a-z_]+\.rs:[0-9]+' "$out"/go-pprof-*.txt | sort -u |
