@@ -1140,6 +1140,11 @@ pub struct TaskSite {
 
 impl TaskSite {
     /// What the site's strings hold on the heap ([`usable_bytes`]).
+    #[cfg(all(
+        tokio_unstable,
+        target_os = "linux",
+        any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
+    ))]
     fn usable_bytes(&self) -> i64 {
         usable_bytes(self.function.capacity())
             + usable_bytes(self.location.capacity())
