@@ -172,10 +172,7 @@ fn assert_carries(metrics: &HashMap<String, Value>, latest: Sample, samples_take
     assert_eq!(gauge("jemalloc_retained_bytes"), latest.heap.retained);
     assert_eq!(gauge("jemalloc_metadata_bytes"), latest.heap.metadata);
     assert_eq!(gauge("tokio_alive_tasks"), latest.alive_tasks as u64);
-    assert_eq!(
-        Some(gauge("process_resident_memory_bytes")),
-        latest.rss_bytes
-    );
+    assert_eq!(Some(gauge("leakscope_rss_bytes")), latest.rss_bytes);
     assert_eq!(
         metrics.get("leakscope_monitor_samples_total"),
         Some(&Value::Counter(samples_taken as f64))

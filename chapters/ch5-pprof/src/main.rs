@@ -315,8 +315,10 @@ fn serve(side: Side, options: ServeOptions) -> ExitCode {
         let base = format!("http://{}", options.addr);
         println!("{} service on {base} (leak cap {})", app.service().name(), format_bytes(options.cap_bytes as i64));
         println!("  heap profile:  go tool pprof -top {base}/debug/pprof/heap");
+        println!("  heap growth:   go tool pprof -seconds 10 -top {base}/debug/pprof/heap   (text: curl '{base}/debug/pprof/heap?debug=1')");
         println!("  task profile:  go tool pprof -top {base}/debug/pprof/goroutine   (text: curl {base}/debug/pprof/tasks)");
         println!("  in a browser:  {base}/debug/pprof/");
+        println!("  metrics:       curl {base}/metrics");
         println!("  leak by hand:  curl '{base}/leak?id=test1'; curl {base}/status");
         println!("Ctrl-C stops it.");
 

@@ -1,29 +1,24 @@
 //! The HTTP service around a [`SeedService`]: the leak and status endpoints
-//! of seed 000's demo server, and the profiling endpoints Go's
-//! `net/http/pprof` would add, served from jemalloc and tokio.
+//! of seed 000's demo server, plus leakscope's debug router — the endpoints
+//! Go's `net/http/pprof` and a Prometheus client would add, served from
+//! jemalloc and tokio.
 //!
 //! | endpoint | answers |
 //! |---|---|
 //! | `GET /leak?id=…[&size=…]` | one turn of the seed's load loop; 400 on bad input, 503 past the cap |
 //! | `GET /status` | JSON: what the service holds, alive tasks, jemalloc's heap size |
-//! | `GET /debug/pprof/` | an index of the profiling endpoints |
-//! | `GET /debug/pprof/heap` | the sampled in-use heap, pprof format, allocator frames trimmed (`?raw=1`: untrimmed) |
-//! | `GET /debug/pprof/flamegraph` | the same heap as a flamegraph SVG |
-//! | `GET /debug/pprof/tasks` | alive tasks grouped by where they wait (tokio task dump), as text |
-//! | `GET /debug/pprof/goroutine` | the same as a pprof count profile |
+//! | `GET /metrics`, `GET /debug/pprof/…` | [`leakscope::http`]: heap (`seconds`, `debug=1`), flamegraph, goroutine, tasks, metrics |
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use leakscope::heap::HeapStats;
-use leakscope::profile;
 use leakscope::report::format_bytes;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -32,9 +27,6 @@ use crate::{
     CACHE_ENTRY_BYTES, CapReached, LOAD_INTERVAL, MAX_ENTRY_BYTES, MAX_ID_LEN, SeedService, Stats,
     seed_iteration,
 };
-
-/// How long a task dump may take before the endpoint gives up.
-pub const TASK_DUMP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A service, its iteration counter and its leak cap, shared by every
 /// request handler and the load loop.
@@ -111,24 +103,22 @@ pub struct Status {
     pub resident_bytes: u64,
 }
 
-/// The service's routes.
+// ANCHOR: router
+/// The service's routes, and leakscope's debug router mounted in one line.
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/leak", get(leak))
         .route("/status", get(status))
-        .route("/debug/pprof/", get(pprof_index))
-        .route("/debug/pprof/heap", get(pprof_heap))
-        .route("/debug/pprof/flamegraph", get(pprof_flamegraph))
-        .route("/debug/pprof/tasks", get(pprof_tasks))
-        .route("/debug/pprof/goroutine", get(pprof_goroutine))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
-                "no such endpoint: try /leak?id=test1, /status or /debug/pprof/\n",
+                "no such endpoint: try /leak?id=test1, /status, /metrics or /debug/pprof/\n",
             )
         })
         .with_state(app)
+        .merge(leakscope::http::debug_router())
 }
+// ANCHOR_END: router
 
 /// A 400 answer: what was wrong with the request, in words.
 #[derive(Debug)]
@@ -217,137 +207,6 @@ async fn status(State(app): State<App>, Query(query): Query<HashMap<String, Stri
     Json(app.status()).into_response()
 }
 
-async fn pprof_index() -> Html<&'static str> {
-    Html(
-        "<!doctype html><title>/debug/pprof/</title><h1>/debug/pprof/</h1><ul>\
-         <li><a href=\"heap\">heap</a>: sampled in-use heap (pprof; <code>go tool pprof \
-         http://HOST/debug/pprof/heap</code>); <a href=\"heap?raw=1\">heap?raw=1</a>: the same \
-         with jemalloc's own frames left in</li>\
-         <li><a href=\"flamegraph\">flamegraph</a>: the in-use heap as a flamegraph (SVG)</li>\
-         <li><a href=\"tasks\">tasks</a>: alive tasks grouped by where they wait (text)</li>\
-         <li><a href=\"goroutine\">goroutine</a>: the same as a pprof profile \
-         (<code>go tool pprof -top http://HOST/debug/pprof/goroutine</code>)</li>\
-         </ul><p><a href=\"/status\">/status</a></p>",
-    )
-}
-
-fn profile_error(error: profile::ProfileError) -> Response {
-    let code = match error {
-        profile::ProfileError::NotEnabled | profile::ProfileError::NotActive => {
-            StatusCode::NOT_IMPLEMENTED
-        }
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (code, format!("{error}\n")).into_response()
-}
-
-fn pprof_response(bytes: Vec<u8>, filename: &str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{filename}\""),
-            ),
-        ],
-        bytes,
-    )
-        .into_response()
-}
-
-// ANCHOR: heap_endpoint
-async fn pprof_heap(Query(query): Query<HashMap<String, String>>) -> Response {
-    if let Err(bad_request) = reject_unknown(&query, &["raw"]) {
-        return bad_request.into_response();
-    }
-    let profile = match query.get("raw").map(String::as_str) {
-        None | Some("0") => profile::heap_profile().await,
-        Some("1") => profile::raw_heap_profile().await,
-        Some(other) => {
-            return BadRequest(format!("'raw' must be 0 or 1, not '{other}'")).into_response();
-        }
-    };
-    match profile {
-        Ok(bytes) => pprof_response(bytes, "heap.pb.gz"),
-        Err(error) => profile_error(error),
-    }
-}
-// ANCHOR_END: heap_endpoint
-
-async fn pprof_flamegraph(Query(query): Query<HashMap<String, String>>) -> Response {
-    if let Err(bad_request) = reject_unknown(&query, &[]) {
-        return bad_request.into_response();
-    }
-    match profile::heap_flamegraph().await {
-        Ok(svg) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
-        Err(error) => profile_error(error),
-    }
-}
-
-/// Alive tasks grouped by where they wait, or why that cannot be told.
-async fn task_sites() -> Result<Vec<profile::TaskSite>, Response> {
-    #[cfg(all(
-        tokio_unstable,
-        target_os = "linux",
-        any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
-    ))]
-    {
-        profile::task_sites(TASK_DUMP_TIMEOUT).await.ok_or_else(|| {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the task dump did not finish in time: a runtime worker is blocked\n",
-            )
-                .into_response()
-        })
-    }
-    #[cfg(not(all(
-        tokio_unstable,
-        target_os = "linux",
-        any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
-    )))]
-    {
-        Err((
-            StatusCode::NOT_IMPLEMENTED,
-            format!(
-                "{} tasks alive; grouping them by where they wait needs tokio's task dumps \
-                 (--cfg tokio_unstable, Linux on x86/x86-64/AArch64)\n",
-                leakscope::tasks::alive_tasks()
-            ),
-        )
-            .into_response())
-    }
-}
-
-async fn pprof_tasks(Query(query): Query<HashMap<String, String>>) -> Response {
-    if let Err(bad_request) = reject_unknown(&query, &[]) {
-        return bad_request.into_response();
-    }
-    match task_sites().await {
-        Ok(sites) => {
-            let total: usize = sites.iter().map(|site| site.tasks).sum();
-            let mut text = format!("{total} tasks alive\n");
-            for site in &sites {
-                text.push_str(&format!("{site}\n"));
-            }
-            text.into_response()
-        }
-        Err(response) => response,
-    }
-}
-
-async fn pprof_goroutine(Query(query): Query<HashMap<String, String>>) -> Response {
-    if let Err(bad_request) = reject_unknown(&query, &[]) {
-        return bad_request.into_response();
-    }
-    match task_sites().await {
-        Ok(sites) => pprof_response(
-            profile::encode(&profile::task_profile(&sites)),
-            "goroutine.pb.gz",
-        ),
-        Err(response) => response,
-    }
-}
-
 // ANCHOR: load_loop
 /// The seed's load loop: a turn every [`LOAD_INTERVAL`] with keys
 /// `cache_key_0`, `cache_key_1`, …, until `stop` is cancelled or the cap is
@@ -380,7 +239,9 @@ pub async fn serve(
     app: App,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
+    // The debug router answers loopback peers only, so it must see them.
+    let service = router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(stop.cancelled_owned())
         .await
 }

@@ -168,9 +168,15 @@ async fn malformed_or_out_of_range_parameters_get_400_and_leak_nothing() {
         ("/status?verbose=1", "unknown query parameter 'verbose'"),
         ("/debug/pprof/heap?raw=2", "'raw' must be 0 or 1"),
         (
-            "/debug/pprof/heap?debug=1",
-            "unknown query parameter 'debug'",
+            "/debug/pprof/heap?debug=2",
+            "'debug' must be 0 or 1, not '2'",
         ),
+        (
+            "/debug/pprof/heap?seconds=0",
+            "'seconds' must be a whole number from 1 to 600",
+        ),
+        ("/debug/pprof/heap?gc=1", "unknown query parameter 'gc'"),
+        ("/metrics?name=x", "unknown query parameter 'name'"),
     ];
     for (path, message) in bad_requests {
         let (code, body) = server.get(path).await;

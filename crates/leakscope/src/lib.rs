@@ -79,6 +79,8 @@ pub mod check;
 pub mod detect;
 pub mod doctor;
 pub mod heap;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "pprof")]
 pub mod matcher;
 pub mod monitor;

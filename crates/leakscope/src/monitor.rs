@@ -121,8 +121,9 @@ impl Sample {
     }
 
     /// The sample's gauges in the Prometheus text exposition format
-    /// (version 0.0.4): jemalloc statistics, alive tasks, and RSS under the
-    /// conventional `process_resident_memory_bytes`.
+    /// (version 0.0.4): jemalloc statistics, alive tasks, and RSS as
+    /// `leakscope_rss_bytes` (`process_resident_memory_bytes` belongs to the
+    /// standard process collector, which a service may register beside it).
     pub fn to_prometheus(&self) -> String {
         let mut text = String::with_capacity(1536);
         self.write_prometheus(&mut text);
@@ -217,9 +218,9 @@ impl Sample {
         if let Some(rss) = self.rss_bytes {
             write_metric(
                 text,
-                "process_resident_memory_bytes",
+                "leakscope_rss_bytes",
                 "gauge",
-                "Resident memory size in bytes.",
+                "Resident memory of the process (/proc/self/statm).",
                 rss,
             );
         }
@@ -872,7 +873,7 @@ mod tests {
                 "jemalloc_retained_bytes 5",
                 "jemalloc_metadata_bytes 6",
                 "tokio_alive_tasks 7",
-                "process_resident_memory_bytes 8",
+                "leakscope_rss_bytes 8",
             ]
         );
         assert_eq!(text.matches("# HELP ").count(), 8);

@@ -49,6 +49,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::io::{Read, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use prost::Message;
 
@@ -207,7 +209,9 @@ impl fmt::Display for ProfileError {
             Self::NotEnabled => write!(
                 f,
                 "heap profiling is not enabled: the binary must use jemalloc and export \
-                 malloc_conf with \"prof:true\""
+                 malloc_conf with \"prof:true\" (named _rjem_malloc_conf when tikv-jemallocator \
+                 lacks its unprefixed_malloc_on_supported_platforms feature, where a malloc_conf \
+                 is silently ignored)"
             ),
             Self::NotActive => write!(f, "heap profiling is enabled but not active"),
             Self::Dump(reason) => write!(f, "jemalloc heap dump failed: {reason}"),
@@ -432,9 +436,14 @@ const SYMBOLIZER_PATHS: [&str; 3] = ["backtrace::symbolize::", "addr2line::", "g
 /// `sample_index`).
 ///
 /// The first profile a process serves makes `backtrace` parse the
-/// executable's debug information and keep it: tens of MiB for a debug
-/// build. Left in, that cache is the largest thing in every later heap
-/// profile, and `-top` blames the profiler instead of the program.
+/// executable's debug information and keep it: tens of MiB. Left in, that
+/// cache is the largest thing in every later heap profile, and `-top` blames
+/// the profiler instead of the program.
+///
+/// The profiles [`take_heap`] serves never sample the profiler's own work
+/// ([`profiler_work`]); this filter by frame name remains for symbolizer
+/// allocations made elsewhere (a panic's backtrace, say). It recognises
+/// full paths only, which a release build's inlined frames lack.
 pub fn drop_symbolizer_samples(profile: &mut Profile, sample_index: usize) -> i64 {
     let symbolizer_functions: HashSet<u64> = profile
         .function
@@ -705,14 +714,107 @@ pub fn heap_profiling_enabled() -> bool {
     jemalloc_pprof::PROF_CTL.is_some()
 }
 
-/// Runs a jemalloc dump on the blocking pool (it writes a file and
-/// symbolizes every address, which takes a while the first time).
-async fn dump_with<T, F>(convert: F) -> Result<T, ProfileError>
-where
-    T: Send + 'static,
-    // jemalloc_pprof's errors are `anyhow::Error`s: only their text is kept.
-    F: FnOnce(&mut jemalloc_pprof::JemallocProfCtl) -> Result<T, String> + Send + 'static,
-{
+/// Bytes the profiler's own work has left live so far: mostly the
+/// symbolizer's debug-info cache, which the first profile or task dump
+/// fills (tens of MiB for a large binary) and which stays for the life of
+/// the process. Process-wide heap statistics count it; heap profiles do not
+/// ([`profiler_work`]), so a monitor that sees the heap jump after the first
+/// profile can subtract this.
+pub fn profiler_retained_bytes() -> i64 {
+    PROFILER_RETAINED_BYTES.load(Ordering::Relaxed)
+}
+
+static PROFILER_RETAINED_BYTES: AtomicI64 = AtomicI64::new(0);
+
+/// Runs the profiler's own work (a dump and its symbolization) with
+/// jemalloc's sampling switched off for the calling thread, so that none of
+/// its allocations can enter a heap profile, whatever their frames are
+/// called; adds what the work left live on this thread, apart from its
+/// result, to [`profiler_retained_bytes`]. `result_bytes` tells what the
+/// result holds, in [`usable_bytes`] of its allocations.
+///
+/// Recognising the symbolizer by its frame names fails in release builds:
+/// with `debug = "line-tables-only"` its inlined frames are called `insert`,
+/// `push` or `parse`. Its allocations are instead never sampled.
+pub fn profiler_work<T>(work: impl FnOnce() -> T, result_bytes: impl FnOnce(&T) -> i64) -> T {
+    unsampled(|| {
+        let live_before = thread_live_bytes();
+        let result = work();
+        let left_live = thread_live_bytes() - live_before;
+        let kept_by_profiler = left_live - result_bytes(&result);
+        PROFILER_RETAINED_BYTES.fetch_add(kept_by_profiler, Ordering::Relaxed);
+        result
+    })
+}
+
+/// Runs `work` with jemalloc's sampling switched off for the calling thread:
+/// what it allocates never appears in a heap profile.
+pub fn unsampled<T>(work: impl FnOnce() -> T) -> T {
+    // SAFETY: `thread.prof.active` is a readable and writable bool
+    // (jemalloc(3)); both fail harmlessly when profiling is off.
+    let was_active = unsafe { tikv_jemalloc_ctl::raw::read::<bool>(b"thread.prof.active\0") };
+    if was_active == Ok(true) {
+        let _ = unsafe { tikv_jemalloc_ctl::raw::write(b"thread.prof.active\0", false) };
+    }
+    let result = work();
+    if was_active == Ok(true) {
+        let _ = unsafe { tikv_jemalloc_ctl::raw::write(b"thread.prof.active\0", true) };
+    }
+    result
+}
+
+/// The bytes jemalloc counts for an allocation of `requested` bytes (its
+/// size class), found by making one: what a `Vec` or `String` of that
+/// capacity holds. 0 for 0 and without jemalloc.
+pub fn usable_bytes(requested: usize) -> i64 {
+    if requested == 0 {
+        return 0;
+    }
+    let before = thread_live_bytes();
+    let probe: Vec<u8> = std::hint::black_box(Vec::with_capacity(requested));
+    let usable = thread_live_bytes() - before;
+    drop(probe);
+    usable
+}
+
+/// This thread's allocated minus freed bytes, from jemalloc's own counters
+/// (0 when jemalloc is not the allocator).
+fn thread_live_bytes() -> i64 {
+    use tikv_jemalloc_ctl::thread;
+    let read = || -> Option<i64> {
+        let allocated = thread::allocatedp::read().ok()?.get();
+        let deallocated = thread::deallocatedp::read().ok()?.get();
+        Some(allocated as i64 - deallocated as i64)
+    };
+    read().unwrap_or(0)
+}
+
+/// Runs `work` on tokio's blocking pool: decoding, trimming, encoding and
+/// symbolizing take milliseconds to seconds, too long for a runtime worker.
+pub async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ProfileError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ProfileError::Dump(error.to_string()))
+}
+
+/// Which heap profile to take: the program's own memory, as served at
+/// `/debug/pprof/heap`, or jemalloc_pprof's dump as it comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeapView {
+    /// The program's own memory ([`drop_symbolizer_samples`]), stacks
+    /// starting at the program's frames ([`trim_allocator_frames`]), marked
+    /// symbolized ([`mark_symbolized`]).
+    Program,
+    /// The dump untrimmed: every stack starts inside the allocator.
+    Raw,
+}
+
+/// Takes a heap profile (sampled in-use bytes, `inuse_space`), entirely on
+/// the blocking pool and with the profiler's own allocations unsampled
+/// ([`profiler_work`]).
+pub async fn take_heap(view: HeapView) -> Result<Profile, ProfileError> {
     let control = jemalloc_pprof::PROF_CTL
         .as_ref()
         .ok_or(ProfileError::NotEnabled)?;
@@ -720,38 +822,289 @@ where
     if !control.activated() {
         return Err(ProfileError::NotActive);
     }
-    tokio::task::spawn_blocking(move || convert(&mut control))
-        .await
-        .map_err(|error| ProfileError::Dump(error.to_string()))?
-        .map_err(ProfileError::Dump)
+    // The decoded profile is unsampled too: a delta profile keeps the
+    // earlier one for the whole window, and it is not the program's memory.
+    let sampling_period = 1_i64 << control.lg_sample();
+    off_runtime(move || {
+        unsampled(|| {
+            // jemalloc_pprof's errors are `anyhow::Error`s: only their text is kept.
+            let raw = profiler_work(
+                || control.dump_pprof().map_err(|error| error.to_string()),
+                |raw| raw.as_ref().map_or(0, |raw| usable_bytes(raw.capacity())),
+            )
+            .map_err(ProfileError::Dump)?;
+            let mut profile = decode(&raw)?;
+            // Bytes allocated per sample on average (jemalloc_pprof leaves it 0).
+            profile.period = sampling_period;
+            if view == HeapView::Program {
+                drop_symbolizer_samples(&mut profile, 0);
+                trim_allocator_frames(&mut profile);
+                mark_symbolized(&mut profile);
+            }
+            Ok(profile)
+        })
+    })
+    .await?
 }
 
 /// The sampled in-use heap as jemalloc_pprof produces it: a gzipped pprof
 /// profile whose stacks still start inside the allocator. Prefer
 /// [`heap_profile`]; this one shows why.
 pub async fn raw_heap_profile() -> Result<Vec<u8>, ProfileError> {
-    dump_with(|control| control.dump_pprof().map_err(|error| error.to_string())).await
+    let profile = take_heap(HeapView::Raw).await?;
+    off_runtime(move || encode(&profile)).await
 }
 
 /// The sampled in-use heap (`inuse_space`, bytes) as a gzipped pprof
-/// profile of the program's own memory ([`drop_symbolizer_samples`]), whose
-/// stacks start at the program's own frames ([`trim_allocator_frames`]) and
-/// which `go tool pprof` takes as symbolized ([`mark_symbolized`]): serve it at `/debug/pprof/heap` and
-/// `go tool pprof -top` names the allocating function first.
+/// profile of the program's own memory, whose stacks start at the program's
+/// own frames and which `go tool pprof` takes as symbolized ([`HeapView::Program`]):
+/// serve it at `/debug/pprof/heap` and `go tool pprof -top` names the
+/// allocating function first.
 pub async fn heap_profile() -> Result<Vec<u8>, ProfileError> {
-    let raw = raw_heap_profile().await?;
-    let mut profile = decode(&raw)?;
-    drop_symbolizer_samples(&mut profile, 0);
-    trim_allocator_frames(&mut profile);
-    mark_symbolized(&mut profile);
-    Ok(encode(&profile))
+    let profile = take_heap(HeapView::Program).await?;
+    off_runtime(move || encode(&profile)).await
+}
+
+/// What the heap gained and lost over `window`: a profile taken now
+/// subtracted from one taken `window` later ([`delta`]), what Go's
+/// `/debug/pprof/heap?seconds=N` serves.
+pub async fn heap_growth(view: HeapView, window: Duration) -> Result<Profile, ProfileError> {
+    let base = take_heap(view).await?;
+    tokio::time::sleep(window).await;
+    let current = take_heap(view).await?;
+    off_runtime(move || delta(&base, &current)).await
 }
 
 /// A flamegraph (SVG) of the sampled in-use heap as [`heap_profile`] serves
 /// it: one tower per allocating stack, as wide as the bytes it holds.
 pub async fn heap_flamegraph() -> Result<Vec<u8>, ProfileError> {
-    let profile = decode(&heap_profile().await?)?;
-    flamegraph(&profile, 0, "in-use heap (jemalloc, sampled)", "bytes")
+    let profile = take_heap(HeapView::Program).await?;
+    off_runtime(move || flamegraph(&profile, 0, "in-use heap (jemalloc, sampled)", "bytes")).await?
+}
+
+/// `current − base`, stack by stack: what was allocated between two
+/// profiles of the same process and is still live (positive), and what was
+/// freed (negative). Stacks are matched by their addresses and resolved
+/// frames; samples that cancel out are left out. `go tool pprof -base`
+/// does the same from two files.
+pub fn delta(base: &Profile, current: &Profile) -> Profile {
+    let mut merged = Merger::default();
+    merged.profile.string_table.push(String::new());
+    merged.strings.insert(String::new(), 0);
+    let header = |merged: &mut Merger, value: &ValueType| ValueType {
+        r#type: merged.intern(string(current, value.r#type)),
+        unit: merged.intern(string(current, value.unit)),
+    };
+    merged.profile.sample_type = current
+        .sample_type
+        .iter()
+        .map(|value| header(&mut merged, value))
+        .collect();
+    merged.profile.period_type = current
+        .period_type
+        .as_ref()
+        .map(|value| header(&mut merged, value));
+    merged.profile.period = current.period;
+    merged.profile.time_nanos = base.time_nanos;
+    merged.profile.duration_nanos = current.time_nanos.saturating_sub(base.time_nanos);
+    for mapping in &current.mapping {
+        let filename = merged.intern(string(current, mapping.filename));
+        let build_id = merged.intern(string(current, mapping.build_id));
+        merged.profile.mapping.push(proto::Mapping {
+            filename,
+            build_id,
+            ..mapping.clone()
+        });
+    }
+    for (profile, sign) in [(base, -1), (current, 1)] {
+        merged.add(profile, sign);
+    }
+    let comment = merged.intern(
+        "leakscope: delta profile, later heap minus earlier heap (negative: freed in between)",
+    );
+    merged.profile.comment.push(comment);
+    let Merger {
+        mut profile,
+        samples,
+        ..
+    } = merged;
+    profile.sample = samples
+        .into_iter()
+        .filter(|(_, value)| value.iter().any(|value| *value != 0))
+        .map(|(location_id, value)| Sample {
+            location_id,
+            value,
+            label: Vec::new(),
+        })
+        .collect();
+    drop_unused_locations(&mut profile);
+    profile
+}
+
+/// A location by its mapping, address and `(function, line)`s.
+type LocationKey = (u64, u64, Vec<(u64, i64)>);
+
+/// Builds one profile out of several, re-interning every name.
+#[derive(Default)]
+struct Merger {
+    profile: Profile,
+    strings: HashMap<String, i64>,
+    /// (name, system name, file, start line) → function id
+    functions: HashMap<(i64, i64, i64, i64), u64>,
+    /// (mapping, address, [(function, line)]) → location id
+    locations: HashMap<LocationKey, u64>,
+    /// stack → summed values, in first-seen order for a stable output
+    samples: BTreeMap<Vec<u64>, Vec<i64>>,
+}
+
+impl Merger {
+    fn intern(&mut self, text: &str) -> i64 {
+        if let Some(index) = self.strings.get(text) {
+            return *index;
+        }
+        self.profile.string_table.push(text.to_string());
+        let index = self.profile.string_table.len() as i64 - 1;
+        self.strings.insert(text.to_string(), index);
+        index
+    }
+
+    fn add(&mut self, from: &Profile, sign: i64) {
+        let mut function_ids = HashMap::new();
+        for function in &from.function {
+            let key = (
+                self.intern(string(from, function.name)),
+                self.intern(string(from, function.system_name)),
+                self.intern(string(from, function.filename)),
+                function.start_line,
+            );
+            let next_id = self.functions.len() as u64 + 1;
+            let id = *self.functions.entry(key).or_insert(next_id);
+            if id == next_id {
+                self.profile.function.push(Function {
+                    id,
+                    name: key.0,
+                    system_name: key.1,
+                    filename: key.2,
+                    start_line: key.3,
+                });
+            }
+            function_ids.insert(function.id, id);
+        }
+        let mut location_ids = HashMap::new();
+        for location in &from.location {
+            let lines: Vec<(u64, i64)> = location
+                .line
+                .iter()
+                .map(|line| {
+                    (
+                        function_ids.get(&line.function_id).copied().unwrap_or(0),
+                        line.line,
+                    )
+                })
+                .collect();
+            let key = (location.mapping_id, location.address, lines);
+            let next_id = self.locations.len() as u64 + 1;
+            let id = *self.locations.entry(key.clone()).or_insert(next_id);
+            if id == next_id {
+                self.profile.location.push(Location {
+                    id,
+                    mapping_id: key.0,
+                    address: key.1,
+                    line: key
+                        .2
+                        .iter()
+                        .map(|(function_id, line)| Line {
+                            function_id: *function_id,
+                            line: *line,
+                        })
+                        .collect(),
+                    is_folded: location.is_folded,
+                });
+            }
+            location_ids.insert(location.id, id);
+        }
+        let width = self.profile.sample_type.len().max(1);
+        for sample in &from.sample {
+            let stack: Vec<u64> = sample
+                .location_id
+                .iter()
+                .map(|id| location_ids.get(id).copied().unwrap_or(0))
+                .collect();
+            let values = self.samples.entry(stack).or_insert_with(|| vec![0; width]);
+            for (total, value) in values.iter_mut().zip(&sample.value) {
+                *total += sign * value;
+            }
+        }
+    }
+}
+
+/// A heap profile as text, the counterpart of Go's
+/// `/debug/pprof/heap?debug=1`: the total, then each stack with its bytes,
+/// largest first, as addresses and then one `#` line per frame
+/// (function, `file:line`), inlined frames included.
+///
+/// jemalloc_pprof keeps only sampled bytes (`inuse_space`), not object
+/// counts, so unlike Go's text this one has no `objects` columns.
+pub fn text_view(profile: &Profile, sample_index: usize) -> String {
+    let locations: HashMap<u64, &Location> = profile
+        .location
+        .iter()
+        .map(|location| (location.id, location))
+        .collect();
+    let functions: HashMap<u64, &Function> = profile
+        .function
+        .iter()
+        .map(|function| (function.id, function))
+        .collect();
+    let value_type = profile
+        .sample_type
+        .get(sample_index)
+        .map_or(String::from("value"), |value| {
+            format!(
+                "{} ({})",
+                string(profile, value.r#type),
+                string(profile, value.unit)
+            )
+        });
+    let mut samples: Vec<&Sample> = profile.sample.iter().collect();
+    let value = |sample: &Sample| sample.value.get(sample_index).copied().unwrap_or(0);
+    samples.sort_by_key(|sample| std::cmp::Reverse(value(sample).abs()));
+    let mut text = format!(
+        "heap profile: {} in {} stacks, {value_type}, sampled every {} bytes on average\n",
+        total(profile, sample_index),
+        samples.len(),
+        profile.period
+    );
+    for comment in &profile.comment {
+        text.push_str(&format!("# {}\n", string(profile, *comment)));
+    }
+    for sample in samples {
+        let addresses: Vec<String> = sample
+            .location_id
+            .iter()
+            .map(|id| locations.get(id).map_or(0, |location| location.address))
+            .map(|address| format!("{address:#x}"))
+            .collect();
+        text.push_str(&format!("\n{} @ {}\n", value(sample), addresses.join(" ")));
+        for id in &sample.location_id {
+            let Some(location) = locations.get(id) else {
+                continue;
+            };
+            if location.line.is_empty() {
+                text.push_str(&format!("#\t{:#x}\t?\n", location.address));
+            }
+            for line in &location.line {
+                let (name, file) = functions.get(&line.function_id).map_or(("?", ""), |f| {
+                    (string(profile, f.name), string(profile, f.filename))
+                });
+                text.push_str(&format!(
+                    "#\t{:#x}\t{name}\t{file}:{}\n",
+                    location.address, line.line
+                ));
+            }
+        }
+    }
+    text
 }
 
 /// Draws a profile's value `sample_index` as a flamegraph (SVG, via
@@ -805,6 +1158,24 @@ pub struct TaskSite {
 }
 
 impl TaskSite {
+    /// What the site's strings hold on the heap ([`usable_bytes`]).
+    #[cfg(all(
+        feature = "taskdump",
+        tokio_unstable,
+        target_os = "linux",
+        any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    fn usable_bytes(&self) -> i64 {
+        usable_bytes(self.function.capacity())
+            + usable_bytes(self.location.capacity())
+            + usable_bytes(self.stack.capacity() * std::mem::size_of::<String>())
+            + self
+                .stack
+                .iter()
+                .map(|frame| usable_bytes(frame.capacity()))
+                .sum::<i64>()
+    }
+
     /// The function and, when known, its `file:line` in parentheses.
     pub fn label(&self) -> String {
         if self.location.is_empty() {
@@ -926,6 +1297,29 @@ fn without_hash(symbol: &str) -> &str {
 pub async fn task_sites(timeout: std::time::Duration) -> Option<Vec<TaskSite>> {
     let handle = tokio::runtime::Handle::current();
     let dump = tokio::time::timeout(timeout, handle.dump()).await.ok()?;
+    // Resolving the backtraces symbolizes: the blocking pool's work, and the
+    // profiler's own memory (see `profiler_work`).
+    off_runtime(move || {
+        profiler_work(
+            || group_by_site(&dump),
+            |sites| {
+                usable_bytes(sites.capacity() * std::mem::size_of::<TaskSite>())
+                    + sites.iter().map(TaskSite::usable_bytes).sum::<i64>()
+            },
+        )
+    })
+    .await
+    .ok()
+}
+
+/// Resolves a task dump and groups its tasks by where they wait.
+#[cfg(all(
+    feature = "taskdump",
+    tokio_unstable,
+    target_os = "linux",
+    any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")
+))]
+fn group_by_site(dump: &tokio::runtime::Dump) -> Vec<TaskSite> {
     let mut sites: BTreeMap<(String, String), TaskSite> = BTreeMap::new();
     for task in dump.tasks().iter() {
         let backtraces = task.trace().resolve_backtraces();
@@ -996,7 +1390,7 @@ pub async fn task_sites(timeout: std::time::Duration) -> Option<Vec<TaskSite>> {
             .cmp(&a.tasks)
             .then_with(|| a.function.cmp(&b.function))
     });
-    Some(sites)
+    sites
 }
 
 /// A goroutine-style profile of tasks (`goroutine`, `count`): one sample per
@@ -1283,6 +1677,61 @@ mod tests {
             svg.contains("<svg")
                 && svg.contains("app::cache_insert")
                 && svg.contains("app::subscribe")
+        );
+    }
+
+    #[test]
+    fn a_delta_profile_keeps_growth_and_frees_and_drops_what_cancels() {
+        let base = Profile::from_stacks(
+            ("inuse_space", "bytes"),
+            &[
+                (&["cache", "main"][..], 100),
+                (&["config", "main"][..], 50),
+                (&["scratch", "main"][..], 30),
+            ],
+        );
+        let current = Profile::from_stacks(
+            ("inuse_space", "bytes"),
+            &[(&["cache", "main"][..], 900), (&["config", "main"][..], 50)],
+        );
+        let growth = delta(&base, &current);
+        let mut stacks = stacks(&decode(&encode(&growth)).unwrap(), 0);
+        stacks.sort();
+        assert_eq!(
+            stacks,
+            vec![
+                (vec!["cache".to_string(), "main".to_string()], 800),
+                (vec!["scratch".to_string(), "main".to_string()], -30),
+            ]
+        );
+        assert_eq!(total(&growth, 0), 770);
+        assert_eq!(growth.location.len(), 3, "config's location is unused");
+        let name = |index: i64| growth.string_table[index as usize].as_str();
+        assert_eq!(name(growth.sample_type[0].r#type), "inuse_space");
+        assert!(name(growth.comment[0]).contains("delta profile"));
+    }
+
+    #[test]
+    fn the_text_view_lists_stacks_largest_first_with_their_frames() {
+        let mut profile = Profile::from_stacks(
+            ("inuse_space", "bytes"),
+            &[
+                (&["app::parse", "main"][..], 100),
+                (&["app::cache_insert", "main"][..], 900),
+            ],
+        );
+        profile.period = 524288;
+        profile.location[0].address = 0x1234; // app::parse
+        let text = text_view(&profile, 0);
+        assert_eq!(
+            text,
+            "heap profile: 1000 in 2 stacks, inuse_space (bytes), sampled every 524288 bytes on average\n\
+             \n900 @ 0x0 0x0\n\
+             #\t0x0\tapp::cache_insert\t:0\n\
+             #\t0x0\tmain\t:0\n\
+             \n100 @ 0x1234 0x0\n\
+             #\t0x1234\tapp::parse\t:0\n\
+             #\t0x0\tmain\t:0\n"
         );
     }
 
