@@ -41,7 +41,11 @@ fn glibc_keeps_a_freed_burst_in_rss_until_malloc_trim() {
     assert!(freed >= before + BURST_BYTES, "RSS {before} -> {freed}");
 
     assert!(trim_glibc_heap());
-    assert_eq!(glibc_fastbin_bytes(), 0, "malloc_trim consolidates the fastbins");
+    assert_eq!(
+        glibc_fastbin_bytes(),
+        0,
+        "malloc_trim consolidates the fastbins"
+    );
     let trimmed = rss_bytes().expect("RSS");
     assert!(trimmed <= before + NOISE, "RSS {before} -> {trimmed}");
     drop(still_live);

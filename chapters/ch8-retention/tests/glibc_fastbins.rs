@@ -41,7 +41,10 @@ fn glibc_keeps_a_freed_burst_of_small_chunks_in_its_fastbins_with_nothing_above(
     let freed = rss_bytes().expect("RSS");
     assert!(freed >= before + BURST_BYTES, "RSS {before} -> {freed}");
     let in_fastbins = glibc_fastbin_bytes() as u64;
-    assert!(in_fastbins >= BURST_BYTES, "{in_fastbins} bytes in fastbins");
+    assert!(
+        in_fastbins >= BURST_BYTES,
+        "{in_fastbins} bytes in fastbins"
+    );
 
     assert!(trim_glibc_heap());
     assert_eq!(glibc_fastbin_bytes(), 0);
