@@ -12,6 +12,8 @@ what proves it:
 A proof is one of:
   - `crate::test_name`: a test (or bench) function in that crate's tests/,
     benches/ or src/ (chapters/<crate> or crates/<crate>);
+  - `path/to/file.rs::function`: a function in that file (a test binary
+    without the harness, whose checks run in `main`);
   - a path to a file of the repository, usually a captured output
     (`chapters/ch1-tasks/output/run.txt`) or the source that defines a
     constant: every number in `text` must appear in that file;
@@ -147,6 +149,14 @@ def proof_problem(claim):
         return "no proof given"
     if proof.startswith("cite:"):
         return None if len(proof) > len("cite: ") + 3 else "a citation says where"
+    if "::" in proof and "/" in proof.split("::", 1)[0]:
+        path, name = proof.split("::", 1)
+        source = ROOT / path
+        if not source.is_file():
+            return f"no file {path}"
+        if re.search(rf"\bfn {re.escape(name)}\s*[(<]", source.read_text(encoding="utf-8")):
+            return None
+        return f"no function {name} in {path}"
     if "::" in proof:
         crate, name = proof.split("::", 1)
         directory = crate_dir(crate)
