@@ -23,7 +23,8 @@ A proof is one of:
 Commands:
   check               (default) fail when a checked page states a number that
                       no claim covers, or a claim's text or proof is stale
-  index OUT.md        write the appendix page listing every claim
+  index OUT.md        write the appendix page listing every claim (CI checks
+                      that book/claims.md is up to date)
   draft PAGE.md       print a draft claims file for a page, proofs guessed
                       from the captures it includes and its chapter's tests
 """
@@ -59,6 +60,7 @@ IGNORED = [
     r"\bIPv[46]\b",
     r"\bUTF-8\b",
     r"\bt-end\b",
+    r"\[\d+\.\s",  # a link to a chapter by its numbered title: "[3. The seed's TTL cache]"
     r"\b\d+(?:st|nd|rd|th)\b",  # ordinals: the 10th turn is a rule, not a measurement
 ]
 IGNORED_RE = re.compile("|".join(f"(?:{pattern})" for pattern in IGNORED))
@@ -239,6 +241,11 @@ def check():
             continue
         count += len(claims)
         problems.extend(check_page(page, claims))
+    if not INDEX.exists() or INDEX.read_text(encoding="utf-8") != index_text():
+        problems.append(
+            "book/claims.md is not the index of the claims files: "
+            "run `python3 .ci/claims.py index book/claims.md`"
+        )
     for problem in problems:
         print(problem, file=sys.stderr)
     print(f"claims: {count} claims checked; {len(problems)} problem(s)")
@@ -255,24 +262,26 @@ def title_of(page):
 
 
 def describe(proof):
+    """The proof as the index shows it; long names may break after `::` or `/`."""
     if proof.startswith("cite:"):
-        return proof[len("cite:"):].strip()
-    if "::" in proof:
-        return f"test `{proof}`"
-    return f"[`{proof}`]({repo_link(proof)})" if False else f"`{proof}`"
+        return "cited: " + proof[len("cite:"):].strip()
+    breakable = proof.replace("<", "&lt;").replace("::", "::<wbr>").replace("/", "/<wbr>")
+    if "::" in proof and "/" not in proof.split("::", 1)[0]:
+        return f"test <code>{breakable}</code>"
+    return f"<code>{breakable}</code>"
 
 
-def repo_link(path):
-    return path
+INDEX = BOOK / "claims.md"
 
 
-def index(out):
+def index_text():
     lines = [
         "# Appendix: every claim and its proof",
         "",
-        "Each number a page states, with the test that asserts it or the captured output",
-        "(regenerated and compared in CI) that shows it. `python3 .ci/claims.py` fails when a",
-        "page states a number this index does not cover; CONTRIBUTING.md says how a page joins.",
+        "Each number a page states, with what proves it: a test that asserts it, a captured",
+        "output (regenerated and compared in CI) or a source file that holds it, or, for facts",
+        "about other software, where that software says so. CI fails when a page in this index",
+        "states a number the index does not cover.",
         "",
     ]
     unchecked = []
@@ -280,23 +289,27 @@ def index(out):
         if claims is None:
             unchecked.append(page)
             continue
-        lines += [f"## [{title_of(page)}]({page.name})", "", "| claim | proof |", "|---|---|"]
+        lines += [f"## [{title_of(page)}]({page.name})", ""]
+        if not claims:
+            lines += ["This page states no numbers: its rules link to the sections that prove them.", ""]
+            continue
         for claim in claims:
-            text = squash(claim["text"]).replace("|", "\\|")
-            proof = describe(claim["proof"]).replace("|", "\\|")
-            lines.append(f"| {text} | {proof} |")
+            lines.append(f"- {squash(claim['text'])}<br>→ {describe(claim['proof'])}")
         lines.append("")
     if unchecked:
         lines += [
             "## Pages not indexed yet",
             "",
-            "These pages' numbers are checked by their tests and captures, but are not in this",
-            "index yet:",
+            "These pages have not joined the index yet (CONTRIBUTING.md says how a page joins):",
             "",
         ]
         lines += [f"- [{title_of(page)}]({page.name})" for page in unchecked]
         lines.append("")
-    pathlib.Path(out).write_text("\n".join(lines), encoding="utf-8")
+    return "\n".join(lines)
+
+
+def index(out):
+    pathlib.Path(out).write_text(index_text(), encoding="utf-8")
     print(f"wrote {out}")
     return 0
 
