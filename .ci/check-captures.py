@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -91,12 +92,19 @@ def compare_structure(expected, actual, capture):
 
 
 def run(capture):
-    result = subprocess.run(
-        shlex.split(capture["command"]), cwd=ROOT, capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"`{capture['command']}` failed ({result.returncode}):\n{result.stderr}")
-    return result.stdout
+    """What the command prints; or, when its command names `{out}`, what it
+    writes to that path (a chart, for example)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out = pathlib.Path(scratch) / pathlib.Path(capture["file"]).name
+        command = [part.replace("{out}", str(out)) for part in shlex.split(capture["command"])]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"`{capture['command']}` failed ({result.returncode}):\n{result.stderr}"
+            )
+        if "{out}" in capture["command"]:
+            return out.read_text(encoding="utf-8")
+        return result.stdout
 
 
 def main(argv):
