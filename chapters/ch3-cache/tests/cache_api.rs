@@ -3,6 +3,17 @@
 //! what expired, and the fixed cache's `sweep`, `remove` and bound count
 //! exactly. These pin the caches' behaviour so that a changed comparison or
 //! a wrong count fails a test (cargo-mutants, `scripts/mutants.sh`).
+//!
+//! The mutants no test notices, and why none should:
+//! - `now + SWEEP_INTERVAL` → `now - SWEEP_INTERVAL` for the first tick of
+//!   either sweeper (`bad.rs` `cleanup`, `good.rs` `sweep_forever`): the
+//!   interval then ticks at once, twice, while nothing has expired yet, and
+//!   every 5 s after that exactly as before.
+//! - in `State::sweep`, `len * 4 <= capacity` → `len + 4` or `len / 4`, and
+//!   `shrink_to(len * 2)` → `len / 2`: when a table shrinks and how much
+//!   headroom it keeps are not claims; that an emptied cache frees
+//!   everything is, and holds under each of them.
+//! - `Debug for TtlCache` returning nothing: its output is not a claim.
 
 use std::time::Duration;
 
