@@ -90,13 +90,14 @@ async fn good_workers_return_the_heap_to_baseline() {
 async fn bad_send_to_a_forgotten_receiver_blocks_one_task_forever() {
     let check = TaskLeakCheck::start();
 
-    let forgotten = bad::send_to_forgotten_receiver().await;
+    let mut forgotten = bad::send_to_forgotten_receiver().await;
     tokio::time::sleep(AN_HOUR).await;
 
     assert_eq!(check.leaked_tasks().await, 1);
     // The first value sits in the buffer, the second is still waiting.
     assert_eq!(forgotten.len(), 1);
     assert_eq!(forgotten.capacity(), 0);
+    assert_eq!(forgotten.try_recv(), Ok(ANSWER - 1)); // the buffered one
 }
 // ANCHOR_END: blocked_send
 

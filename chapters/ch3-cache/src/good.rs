@@ -256,12 +256,14 @@ impl<K: Hash + Eq, V> State<K, V> {
             self.entries.remove(&soonest.remove());
             removed += 1;
         }
-        // A hash table keeps its capacity when entries leave, and an emptied
-        // B-tree keeps its nodes. Give most of it back once the cache is
-        // mostly empty, so a burst does not pin its peak memory for good.
+        // A hash table keeps its capacity when entries leave. Give most of
+        // it back once the cache is mostly empty, so a burst does not pin
+        // its peak memory for good.
         if self.entries.len() * 4 <= self.entries.capacity() {
             self.entries.shrink_to(self.entries.len() * 2);
         }
+        // The B-tree frees its nodes as it shrinks, all but its last leaf:
+        // replacing an empty one frees that too.
         if self.by_expiry.is_empty() {
             self.by_expiry = BTreeMap::new();
         }

@@ -240,3 +240,28 @@ async fn a_task_dump_shows_the_leaked_sweeper_waiting_on_its_ticker() {
     assert!(traces[0].contains("tokio::time::interval::Interval"));
 }
 // ANCHOR_END: task_dump
+
+/// At most one B-tree leaf: the std `BTreeMap` keeps up to 11 entries in a
+/// node, here of 16-byte keys and 8-byte values, plus its links: a few
+/// hundred bytes, rounded up to a jemalloc size class.
+const ONE_LEAF_BOUND: i64 = 1024;
+
+// ANCHOR: btree_shrinks
+#[test]
+fn std_btreemap_frees_its_nodes_as_it_empties() {
+    let heap = LiveBytes::start();
+    let mut by_expiry = std::collections::BTreeMap::new();
+    for index in 0..GLOBAL_ENTRIES as u64 {
+        by_expiry.insert((index, index), index);
+    }
+    let full = heap.live_bytes();
+    assert!(full >= (GLOBAL_ENTRIES * 24) as i64, "full: {full} bytes");
+
+    while by_expiry.pop_first().is_some() {}
+
+    let emptied = heap.live_bytes();
+    assert!(emptied <= ONE_LEAF_BOUND, "emptied: {emptied} bytes");
+    drop(by_expiry);
+    assert_eq!(heap.live_bytes(), 0);
+}
+// ANCHOR_END: btree_shrinks

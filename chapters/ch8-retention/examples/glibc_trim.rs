@@ -9,7 +9,10 @@
 #[path = "../src/burst.rs"]
 mod burst;
 
-use burst::{BURST_OBJECT_SIZE, BURST_OBJECTS, burst_of_small_objects, rss_bytes, trim_glibc_heap};
+use burst::{
+    BURST_OBJECT_SIZE, BURST_OBJECTS, burst_of_small_objects, glibc_fastbin_bytes, rss_bytes,
+    trim_glibc_heap,
+};
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
@@ -33,7 +36,11 @@ fn run(keep_one_above: bool) {
     let above = keep_one_above.then(|| Box::new([1u8; BURST_OBJECT_SIZE]));
     println!("  burst allocated   RSS {}", mib(rss()));
     drop(burst);
-    println!("  burst freed       RSS {}", mib(rss()));
+    println!(
+        "  burst freed       RSS {}   (in fastbins {})",
+        mib(rss()),
+        mib(glibc_fastbin_bytes() as u64)
+    );
     let released = trim_glibc_heap();
     println!(
         "  malloc_trim(0)    RSS {}   (returned {})",

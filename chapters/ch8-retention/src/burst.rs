@@ -41,10 +41,12 @@ pub fn rss_bytes() -> std::io::Result<u64> {
 }
 
 // ANCHOR: malloc_trim
-/// glibc's counterpart of a purge: returns the free memory of every malloc
-/// arena to the operating system, including free chunks below a live one
-/// that glibc's automatic trimming (which only cuts the top of the heap)
-/// cannot reach. Returns whether any memory was released.
+/// glibc's counterpart of a purge: consolidates the fastbins and returns
+/// the free memory of every malloc arena to the operating system, including
+/// free chunks below a live one and small chunks waiting unmerged in the
+/// fastbins, which glibc's automatic trimming (it only cuts the top of the
+/// heap, when a freed chunk merges into it) never reaches. Returns whether
+/// any memory was released.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn trim_glibc_heap() -> bool {
     unsafe extern "C" {
@@ -55,3 +57,34 @@ pub fn trim_glibc_heap() -> bool {
     unsafe { malloc_trim(0) == 1 }
 }
 // ANCHOR_END: malloc_trim
+
+/// Bytes in free chunks that glibc keeps in its fastbins, over all arenas
+/// (`mallinfo2().fsmblks`). Chunks of up to 128 bytes (glibc's default
+/// `M_MXFAST` on 64-bit Linux) go there when freed, beyond the few a
+/// thread's tcache holds. They are not merged with their neighbours or with
+/// the top of the heap until something consolidates the heap (a large
+/// allocation or free, or `malloc_trim`), so `free` cannot return their
+/// pages to the operating system.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn glibc_fastbin_bytes() -> usize {
+    /// `struct mallinfo2` from glibc's `<malloc.h>` (glibc 2.33 and later).
+    #[repr(C)]
+    struct MallInfo2 {
+        arena: usize,
+        ordblks: usize,
+        smblks: usize,
+        hblks: usize,
+        hblkhd: usize,
+        usmblks: usize,
+        fsmblks: usize,
+        uordblks: usize,
+        fordblks: usize,
+        keepcost: usize,
+    }
+    unsafe extern "C" {
+        fn mallinfo2() -> MallInfo2;
+    }
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct of
+    // `size_t`s, read under glibc's own arena locks.
+    unsafe { mallinfo2() }.fsmblks
+}

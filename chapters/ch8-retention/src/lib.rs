@@ -11,7 +11,7 @@
 //! | slice of a big buffer (seed 000 §3) | `Bytes::slice` keeps the 10 MiB body alive; `truncate` and an in-place `collect` keep its capacity | copy the 10 bytes you keep: `Bytes::copy_from_slice`, `to_vec` |
 //! | capacity after removal | a 1 000 000-entry map emptied by `retain` keeps its table; a reused buffer keeps its largest size | shrink a mostly empty map; drop an oversized buffer |
 //! | freed but resident | after a burst of small objects is freed, jemalloc keeps the dirty pages resident | purge the arenas (`arena.<i>.purge`), or set `dirty_decay_ms` to 0 |
-//! | glibc ([`burst`], `examples/glibc_trim.rs`) | freed chunks below a live one stay in RSS | `malloc_trim(0)` returns them |
+//! | glibc ([`burst`], `examples/glibc_trim.rs`) | freed small chunks stay in RSS: in the fastbins, or below a live one | `malloc_trim(0)` returns them |
 //!
 //! [`retention`] tells the last two apart from a leak: a leak grows
 //! `allocated`; allocator retention leaves `allocated` flat and `resident`

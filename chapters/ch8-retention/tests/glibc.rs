@@ -6,13 +6,17 @@
 //!
 //! glibc gives memory back on its own only from the top of a heap. A burst
 //! freed below an object that is still live stays in RSS until
-//! `malloc_trim` returns the free pages in the middle.
+//! `malloc_trim` returns the free pages in the middle. (With nothing live
+//! above it, a burst of small chunks stays too: `glibc_fastbins.rs`.)
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 
 #[path = "../src/burst.rs"]
 mod burst;
 
-use burst::{BURST_OBJECT_SIZE, BURST_OBJECTS, burst_of_small_objects, rss_bytes, trim_glibc_heap};
+use burst::{
+    BURST_OBJECT_SIZE, BURST_OBJECTS, burst_of_small_objects, glibc_fastbin_bytes, rss_bytes,
+    trim_glibc_heap,
+};
 
 const MIB: u64 = 1 << 20;
 
@@ -37,6 +41,11 @@ fn glibc_keeps_a_freed_burst_in_rss_until_malloc_trim() {
     assert!(freed >= before + BURST_BYTES, "RSS {before} -> {freed}");
 
     assert!(trim_glibc_heap());
+    assert_eq!(
+        glibc_fastbin_bytes(),
+        0,
+        "malloc_trim consolidates the fastbins"
+    );
     let trimmed = rss_bytes().expect("RSS");
     assert!(trimmed <= before + NOISE, "RSS {before} -> {trimmed}");
     drop(still_live);

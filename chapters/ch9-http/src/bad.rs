@@ -54,3 +54,34 @@ pub async fn fetch_with_new_client(url: &str) -> Result<String, reqwest::Error> 
     fetch(&client, url).await
 }
 // ANCHOR_END: client_per_request
+
+// ANCHOR: held_responses
+/// The seed's unclosed body, in Rust: the responses are kept (in a list, a
+/// struct, a task that has not finished) and their bodies never read. Each
+/// one keeps its connection checked out of the client's pool, so every
+/// request opens a new connection, and each stays open on both ends for as
+/// long as its response is held.
+pub async fn fetch_and_keep_responses(
+    client: &reqwest::Client,
+    url: &str,
+    count: usize,
+) -> Result<Vec<reqwest::Response>, reqwest::Error> {
+    let mut responses = Vec::with_capacity(count);
+    for _ in 0..count {
+        responses.push(client.get(url).send().await?);
+    }
+    Ok(responses)
+}
+// ANCHOR_END: held_responses
+
+// ANCHOR: status_only
+/// Reads the status and drops the response with its body unread: no leak
+/// (the drop releases the connection), but the connection cannot be
+/// reused for the next request unless the body was read to its end.
+pub async fn fetch_status_only(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<reqwest::StatusCode, reqwest::Error> {
+    Ok(client.get(url).send().await?.status())
+}
+// ANCHOR_END: status_only

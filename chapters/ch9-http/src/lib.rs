@@ -81,12 +81,20 @@ pub const LIVE_HEADER_TIMEOUT: Duration = Duration::from_millis(200);
 /// What `GET /` answers.
 pub const GREETING: &str = "hello\n";
 
-/// The routes both servers serve: `GET /`; `POST /upload`, which reads the
-/// whole body and answers with its size; and `GET /stuck`, whose handler
-/// waits on a dependency that never answers.
+/// Size of what `GET /download` answers: far more than a client reads
+/// along with the headers, so its body is still on the way when the
+/// `Response` is handed over.
+pub const DOWNLOAD_BYTES: usize = 1024 * 1024;
+
+static DOWNLOAD: [u8; DOWNLOAD_BYTES] = [0; DOWNLOAD_BYTES];
+
+/// The routes both servers serve: `GET /`; `GET /download`, a 1 MiB body;
+/// `POST /upload`, which reads the whole body and answers with its size;
+/// and `GET /stuck`, whose handler waits on a dependency that never answers.
 pub fn routes() -> Router {
     Router::new()
         .route("/", get(|| async { GREETING }))
+        .route("/download", get(|| async { Bytes::from_static(&DOWNLOAD) }))
         .route("/upload", post(upload))
         .route("/stuck", get(std::future::pending::<()>))
 }
