@@ -71,6 +71,28 @@ async fn the_served_heap_profile_puts_the_leaky_cache_insert_first() {
     assert_eq!(code, 200);
     assert!(svg.contains("<svg") && svg.contains("cache_data"));
 
+    // leakscope's matcher, served beside the profile, names the shape.
+    let (code, named) = get(&client, format!("http://{addr}/debug/leakscope/match")).await;
+    let named = String::from_utf8(named).unwrap();
+    assert_eq!(code, 200, "{named}");
+    assert!(named.contains("seed-leaky-cache"), "{named}");
+    // And a saved profile posted to it: the same answer; not a profile: 400.
+    let posted = client
+        .post(format!("http://{addr}/debug/leakscope/match"))
+        .body(served.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 200);
+    assert!(posted.text().await.unwrap().contains("seed-leaky-cache"));
+    let garbage = client
+        .post(format!("http://{addr}/debug/leakscope/match"))
+        .body("not a profile")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status().as_u16(), 400);
+
     drop(client);
     stop.cancel();
     server.await.unwrap().unwrap();

@@ -170,6 +170,10 @@ impl DebugRoutes {
             metrics,
             self.allow_remote_peers || self.allow_remote_metrics,
         );
+        let metrics = metrics.merge(guarded(
+            Router::new().route("/debug/leakscope/doctor", get(crate::doctor::serve_doctor)),
+            self.allow_remote_peers,
+        ));
         #[cfg(feature = "pprof")]
         let metrics = metrics.merge(guarded(
             Router::new()
@@ -178,6 +182,10 @@ impl DebugRoutes {
                 .route("/debug/pprof/flamegraph", get(pprof::flamegraph))
                 .route("/debug/pprof/goroutine", get(pprof::goroutine))
                 .route("/debug/pprof/tasks", get(pprof::tasks))
+                .route(
+                    "/debug/leakscope/match",
+                    get(pprof::match_heap).post(pprof::match_posted),
+                )
                 .with_state(shared),
             self.allow_remote_peers,
         ));
@@ -446,8 +454,39 @@ mod pprof {
              where they wait (text; <a href=\"goroutine?debug=2\">debug=2</a>: with stacks); \
              <code>goroutine</code>: the same as a pprof profile</li>\
              <li><a href=\"tasks\">tasks</a>: the same as goroutine?debug=1</li>\
+             <li><a href=\"/debug/leakscope/match\">/debug/leakscope/match</a>: the book's leak \
+             shapes in this heap (POST a saved profile to match that one instead)</li>\
+             <li><a href=\"/debug/leakscope/doctor?seconds=10\">/debug/leakscope/doctor</a>: \
+             is it a leak? a verdict over N seconds</li>\
              </ul><p><a href=\"/metrics\">/metrics</a></p>",
         )
+    }
+
+    /// The book's leak shapes in the process's own heap profile, as text.
+    pub(super) async fn match_heap() -> Response {
+        match crate::matcher::match_current_heap().await {
+            Ok(matches) => crate::matcher::render(&matches).into_response(),
+            Err(crate::matcher::MatchError::Profile(error)) => profile_error(error),
+            Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")).into_response(),
+        }
+    }
+
+    /// The book's leak shapes in a profile sent in the request body (a
+    /// saved `/debug/pprof/heap`); 400 with the reason when it is not one.
+    pub(super) async fn match_posted(body: axum::body::Bytes) -> Response {
+        let matched = tokio::task::spawn_blocking(move || {
+            let profile = profile::decode(&body)?;
+            crate::matcher::match_profile(&profile).map_err(|error| match error {
+                crate::matcher::MatchError::Profile(error) => error,
+                other => ProfileError::Decode(other.to_string()),
+            })
+        })
+        .await;
+        match matched {
+            Ok(Ok(matches)) => crate::matcher::render(&matches).into_response(),
+            Ok(Err(error)) => (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
+            Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the matcher panicked\n").into_response(),
+        }
     }
 
     fn profile_error(error: ProfileError) -> Response {
@@ -735,6 +774,46 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_doctor_is_mounted_and_explains_a_bad_window() {
+        let (status, body) = get_from(
+            debug_router(),
+            LOOPBACK,
+            "/debug/leakscope/doctor?seconds=0",
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(!body.trim().is_empty());
+        let (status, _) = get_from(
+            debug_router(),
+            Some("10.1.2.3:40000"),
+            "/debug/leakscope/doctor?seconds=1",
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
+    #[cfg(feature = "pprof")]
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_matcher_refuses_a_body_that_is_not_a_profile() {
+        let mut request = axum::http::Request::post("/debug/leakscope/match")
+            .body(Body::from("not a profile"))
+            .unwrap();
+        request.extensions_mut().insert(ConnectInfo(
+            "127.0.0.1:40000".parse::<SocketAddr>().unwrap(),
+        ));
+        let response = debug_router().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&body).starts_with("not a pprof profile"),
+            "{body:?}"
+        );
+    }
+
+    #[cfg(feature = "jemalloc")]
     #[tokio::test(flavor = "current_thread")]
     async fn metrics_are_read_at_scrape_time_and_avoid_the_process_collector_s_names() {
         let kept = vec![1u8; 1 << 20];
