@@ -292,6 +292,7 @@ async fn the_task_dump_names_where_the_100_leaked_workers_wait() {
 }
 
 /// The line of `bad.rs` where a leaked worker waits: its `select!`.
+#[cfg(tokio_unstable)]
 fn line_of_worker_select() -> usize {
     let source = include_str!("../src/bad.rs");
     let start_worker = source
