@@ -14,7 +14,6 @@
 //! alive that have allocated, as in a service.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::hint::black_box;
 use std::time::Duration;
 
 use common::cpu_time_of;
@@ -38,22 +37,7 @@ fn configure() -> Criterion {
 const THREADS: usize = 16;
 
 fn read_cost(c: &mut Criterion) {
-    let (done, wait_until_done) = std::sync::mpsc::channel::<()>();
-    let wait_until_done = std::sync::Arc::new(std::sync::Mutex::new(wait_until_done));
-    let ready = std::sync::Arc::new(std::sync::Barrier::new(THREADS + 1));
-    let threads: Vec<_> = (0..THREADS)
-        .map(|_| {
-            let ready = ready.clone();
-            let wait_until_done = wait_until_done.clone();
-            std::thread::spawn(move || {
-                let kept = black_box(vec![1u8; 64 << 10]);
-                ready.wait();
-                let _ = wait_until_done.lock().map(|receiver| receiver.recv());
-                drop(kept);
-            })
-        })
-        .collect();
-    ready.wait();
+    let kept = common::keep_threads_alive(THREADS);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -76,10 +60,7 @@ fn read_cost(c: &mut Criterion) {
         b.iter_custom(|iterations| cpu_time_of(iterations, rss_bytes))
     });
     group.finish();
-    drop(done);
-    for thread in threads {
-        thread.join().expect("a kept thread");
-    }
+    drop(kept);
 }
 
 /// Threads making allocations at once in the workload.

@@ -11,7 +11,6 @@
 //! Times are the process's CPU time, so other work on a shared machine does
 //! not inflate them.
 
-use std::hint::black_box;
 use std::time::Duration;
 
 use common::cpu_time_of;
@@ -100,23 +99,7 @@ const THREADS: usize = 16;
 /// The group is named after `arenas.narenas`, and after `MALLOC_CONF` when
 /// set: `capture.sh` also runs this bench with `narenas:1`.
 fn sample_cost(c: &mut Criterion) {
-    let (done, wait_until_done) = std::sync::mpsc::channel::<()>();
-    let wait_until_done = std::sync::Arc::new(std::sync::Mutex::new(wait_until_done));
-    let ready = std::sync::Arc::new(std::sync::Barrier::new(THREADS + 1));
-    let threads: Vec<_> = (0..THREADS)
-        .map(|_| {
-            let ready = ready.clone();
-            let wait_until_done = wait_until_done.clone();
-            std::thread::spawn(move || {
-                let kept = black_box(vec![1u8; 64 << 10]);
-                ready.wait();
-                // Every sender dropped means the bench is over.
-                let _ = wait_until_done.lock().map(|receiver| receiver.recv());
-                drop(kept);
-            })
-        })
-        .collect();
-    ready.wait();
+    let kept = common::keep_threads_alive(THREADS);
 
     let narenas = tikv_jemalloc_ctl::arenas::narenas::read().expect("narenas");
     let name = match std::env::var("MALLOC_CONF") {
@@ -126,11 +109,7 @@ fn sample_cost(c: &mut Criterion) {
         _ => format!("ch4 sample cost, {narenas} arenas, {THREADS} threads"),
     };
     parts(c, &name);
-
-    drop(done);
-    for thread in threads {
-        thread.join().expect("a worker thread");
-    }
+    drop(kept);
 }
 
 criterion_group! {

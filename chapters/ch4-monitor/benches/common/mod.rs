@@ -25,3 +25,48 @@ pub fn cpu_time_of<T>(iterations: u64, mut routine: impl FnMut() -> T) -> Durati
     }
     process_cpu_time() - start
 }
+
+/// Threads that have allocated and stay alive, each with its allocator
+/// state (a jemalloc thread cache and arena, a counting-allocator slot), as a
+/// service's threads do, until this is dropped.
+#[allow(dead_code)] // not every bench keeps threads
+pub struct KeptThreads {
+    done: Option<std::sync::mpsc::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Starts `count` threads that each allocate 64 KiB and then wait, and
+/// returns once all of them have allocated.
+#[allow(dead_code)] // not every bench keeps threads
+pub fn keep_threads_alive(count: usize) -> KeptThreads {
+    let (done, wait_until_done) = std::sync::mpsc::channel::<()>();
+    let wait_until_done = std::sync::Arc::new(std::sync::Mutex::new(wait_until_done));
+    let ready = std::sync::Arc::new(std::sync::Barrier::new(count + 1));
+    let threads = (0..count)
+        .map(|_| {
+            let ready = ready.clone();
+            let wait_until_done = wait_until_done.clone();
+            std::thread::spawn(move || {
+                let kept = std::hint::black_box(vec![1u8; 64 << 10]);
+                ready.wait();
+                // Every sender dropped means the bench is over.
+                let _ = wait_until_done.lock().map(|receiver| receiver.recv());
+                drop(kept);
+            })
+        })
+        .collect();
+    ready.wait();
+    KeptThreads {
+        done: Some(done),
+        threads,
+    }
+}
+
+impl Drop for KeptThreads {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        for thread in self.threads.drain(..) {
+            thread.join().expect("a kept thread");
+        }
+    }
+}
