@@ -42,11 +42,10 @@
 //! The table is data: a shape is added as one more [`Shape`] row, placed
 //! before any row its stacks would also match.
 
-use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::path::Path;
 
-use crate::profile::proto::{Location, Profile};
+use crate::profile::proto::Profile;
 use crate::profile::{self, ProfileError, TaskSite};
 use crate::report::format_bytes;
 
@@ -674,57 +673,14 @@ struct FrameName {
 /// Each sample as its frames (leaf first, inlined frames expanded) and its
 /// value at `index`.
 fn named_stacks(profile: &Profile, index: usize) -> Vec<(Vec<FrameName>, i64)> {
-    let text = |at: i64| {
-        usize::try_from(at)
-            .ok()
-            .and_then(|at| profile.string_table.get(at))
-            .map_or("", String::as_str)
-    };
-    let functions: HashMap<u64, FrameName> = profile
-        .function
-        .iter()
-        .map(|function| {
-            let frame = FrameName {
-                name: text(function.name).to_string(),
-                file: text(function.filename).to_string(),
-            };
-            (function.id, frame)
-        })
-        .collect();
-    let locations: HashMap<u64, &Location> = profile
-        .location
-        .iter()
-        .map(|location| (location.id, location))
-        .collect();
-    let unknown = |name: String| FrameName {
-        name,
-        file: String::new(),
-    };
-    profile
-        .sample
-        .iter()
-        .map(|sample| {
-            let stack = sample
-                .location_id
-                .iter()
-                .flat_map(|id| match locations.get(id) {
-                    Some(location) if !location.line.is_empty() => location
-                        .line
-                        .iter()
-                        .map(|line| {
-                            functions
-                                .get(&line.function_id)
-                                .cloned()
-                                .unwrap_or_else(|| {
-                                    unknown(format!("function#{}", line.function_id))
-                                })
-                        })
-                        .collect(),
-                    Some(location) => vec![unknown(format!("{:#x}", location.address))],
-                    None => vec![unknown(format!("location#{id}"))],
-                })
+    crate::profile::stacks_with_files(profile, index)
+        .into_iter()
+        .map(|(stack, value)| {
+            let frames = stack
+                .into_iter()
+                .map(|(name, file)| FrameName { name, file })
                 .collect();
-            (stack, sample.value.get(index).copied().unwrap_or(0))
+            (frames, value)
         })
         .collect()
 }

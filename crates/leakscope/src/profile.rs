@@ -514,14 +514,6 @@ fn drop_unused_locations(profile: &mut Profile) {
         .retain(|location| used.contains(&location.id));
 }
 
-fn function_names(profile: &Profile) -> HashMap<u64, &str> {
-    profile
-        .function
-        .iter()
-        .map(|function| (function.id, string(profile, function.name)))
-        .collect()
-}
-
 fn string(profile: &Profile, index: i64) -> &str {
     usize::try_from(index)
         .ok()
@@ -603,12 +595,35 @@ pub fn top_diff(base: &Profile, current: &Profile, sample_index: usize) -> Vec<F
 /// Each sample as its stack of function names (leaf first, inlined frames
 /// expanded) and its value at `sample_index`.
 pub fn stacks(profile: &Profile, sample_index: usize) -> Vec<(Vec<String>, i64)> {
-    let names = function_names(profile);
+    stacks_with_files(profile, sample_index)
+        .into_iter()
+        .map(|(stack, value)| (stack.into_iter().map(|(name, _)| name).collect(), value))
+        .collect()
+}
+
+/// [`stacks`] with each frame's source file beside its name (empty when the
+/// profile does not say): the matcher also recognises inlined frames by file.
+pub(crate) fn stacks_with_files(
+    profile: &Profile,
+    sample_index: usize,
+) -> Vec<(Vec<(String, String)>, i64)> {
+    let functions: HashMap<u64, (&str, &str)> = profile
+        .function
+        .iter()
+        .map(|function| {
+            let names = (
+                string(profile, function.name),
+                string(profile, function.filename),
+            );
+            (function.id, names)
+        })
+        .collect();
     let locations: HashMap<u64, &Location> = profile
         .location
         .iter()
         .map(|location| (location.id, location))
         .collect();
+    let unknown = |name: String| (name, String::new());
     profile
         .sample
         .iter()
@@ -620,15 +635,13 @@ pub fn stacks(profile: &Profile, sample_index: usize) -> Vec<(Vec<String>, i64)>
                     Some(location) if !location.line.is_empty() => location
                         .line
                         .iter()
-                        .map(|line| {
-                            names.get(&line.function_id).map_or_else(
-                                || format!("function#{}", line.function_id),
-                                |name| name.to_string(),
-                            )
+                        .map(|line| match functions.get(&line.function_id) {
+                            Some((name, file)) => (name.to_string(), file.to_string()),
+                            None => unknown(format!("function#{}", line.function_id)),
                         })
                         .collect(),
-                    Some(location) => vec![format!("{:#x}", location.address)],
-                    None => vec![format!("location#{id}")],
+                    Some(location) => vec![unknown(format!("{:#x}", location.address))],
+                    None => vec![unknown(format!("location#{id}"))],
                 })
                 .collect();
             let value = sample.value.get(sample_index).copied().unwrap_or(0);
